@@ -1,0 +1,190 @@
+"""A call's conversation: caller turns in, bot turns out, escalation tracked.
+
+``CallEngine`` owns what every call in the process shares (the dialogue model
+and the supervised action server). ``Call`` is one conversation with its id,
+clock and escalation state; the text chat drives it with typed lines and the
+voice loop with final transcripts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.action_server import ActionServer
+from bot.dialogue import Dialogue, DialogueReply
+from bot.events import (
+    BotTurn,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    Escalated,
+    EventListener,
+    TranscriptFinal,
+)
+from bot.model_store import resolve_model
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_SPACES = re.compile(r"\s+")
+
+
+def clean_utterance(text: str, max_chars: int) -> str:
+    """Caller text as the NLU expects it: printable, single-spaced, lowercase, bounded."""
+    printable = "".join(
+        " " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text
+    )
+    cleaned = _SPACES.sub(" ", printable).strip().lower()
+    if len(cleaned) > max_chars:
+        log.warning("caller utterance of %d characters cut to %d", len(cleaned), max_chars)
+        cut = cleaned[:max_chars]
+        cleaned = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return cleaned
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """One caller turn as ``voicebot chat --json`` prints it."""
+
+    call_id: str
+    user: str
+    intent: str
+    confidence: float
+    entities: dict[str, Any]
+    bot: tuple[str, ...]
+    escalated: bool
+    escalation_reason: str | None
+    hang_up: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "user": self.user,
+            "intent": self.intent,
+            "confidence": round(self.confidence, 4),
+            "entities": self.entities,
+            "bot": list(self.bot),
+            "escalated": self.escalated,
+            "escalation_reason": self.escalation_reason,
+        }
+
+
+@dataclass
+class Call:
+    """One conversation. Escalation, once it happens, stays with the call."""
+
+    call_id: str
+    listeners: list[EventListener] = field(default_factory=list)
+    escalation_reason: str | None = None
+    ended: bool = False
+    _started: float = field(default_factory=time.monotonic)
+
+    def t_ms(self) -> int:
+        return int((time.monotonic() - self._started) * 1000)
+
+    def emit(self, event: CallEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+
+class CallEngine:
+    """Loads the dialogue once and runs calls against it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._action_server: ActionServer | None = None
+        self._dialogue: Dialogue | None = None
+
+    def start(self) -> None:
+        settings = self._settings
+        model = resolve_model(settings.project_dir, settings.models_dir, settings.dialogue.model)
+        actions_url = settings.dialogue.actions_url
+        if not actions_url:
+            self._action_server = ActionServer(
+                settings.project_dir,
+                settings.backend_database,
+                settings.var_dir / "log" / "actions.log",
+                settings.dialogue.action_server_start_seconds,
+            )
+            self._action_server.start()
+            actions_url = self._action_server.webhook_url
+        self._dialogue = Dialogue(model, actions_url)
+        log.info("dialogue model %s loaded; actions at %s", model.name, actions_url)
+
+    def close(self) -> None:
+        if self._dialogue is not None:
+            self._dialogue.close()
+        if self._action_server is not None:
+            self._action_server.stop()
+
+    @property
+    def dialogue(self) -> Dialogue:
+        if self._dialogue is None:
+            raise RuntimeError("CallEngine.start() has not run")
+        return self._dialogue
+
+    def greeting(self) -> str:
+        return self.dialogue.response_text("utter_greet")
+
+    def new_call(self, listeners: list[EventListener] | None = None) -> Call:
+        call = Call(call_id=uuid.uuid4().hex[:16], listeners=list(listeners or []))
+        call.emit(CallStarted(call.call_id, 0))
+        return call
+
+    async def turn(self, call: Call, text: str, asr_confidence: float = 1.0) -> TurnResult:
+        """Handles one caller utterance; an empty one is treated as silence."""
+        utterance = clean_utterance(text, self._settings.dialogue.max_utterance_chars)
+        call.emit(TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence))
+        started = time.perf_counter()
+        if not utterance:
+            reply = DialogueReply(
+                intent="",
+                confidence=0.0,
+                entities={},
+                bot=(self.dialogue.response_text("utter_nothing_heard"),),
+            )
+        else:
+            if self._action_server is not None:
+                # A server that died between turns comes back before it is needed.
+                self._action_server.ensure_running()
+            reply = await self.dialogue.respond(call.call_id, utterance)
+            if reply.failed_actions and self._action_server is not None:
+                self._action_server.ensure_running()
+        dialogue_ms = (time.perf_counter() - started) * 1000
+        call.emit(
+            BotTurn(
+                call.call_id,
+                call.t_ms(),
+                user=utterance,
+                intent=reply.intent,
+                confidence=reply.confidence,
+                entities=reply.entities,
+                bot=reply.bot,
+                dialogue_ms=round(dialogue_ms, 1),
+            )
+        )
+        if reply.escalation_reason and call.escalation_reason is None:
+            call.escalation_reason = reply.escalation_reason
+            call.emit(Escalated(call.call_id, call.t_ms(), reply.escalation_reason))
+        return TurnResult(
+            call_id=call.call_id,
+            user=utterance,
+            intent=reply.intent,
+            confidence=reply.confidence,
+            entities=reply.entities,
+            bot=reply.bot,
+            escalated=call.escalation_reason is not None,
+            escalation_reason=call.escalation_reason,
+            hang_up=reply.hang_up,
+        )
+
+    def end_call(self, call: Call, reason: str) -> None:
+        if not call.ended:
+            call.ended = True
+            call.emit(CallEnded(call.call_id, call.t_ms(), reason))

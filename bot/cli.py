@@ -1,0 +1,127 @@
+"""The ``voicebot`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from bot import __version__
+from bot.logs import setup_logging
+from bot.settings import Settings, SettingsError, load_settings
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _json_stdout() -> TextIO:
+    """Keeps stdout for JSON only: anything else written to fd 1 goes to stderr."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
+    dialogue = settings.dialogue
+    if getattr(args, "model", None):
+        dialogue = dataclasses.replace(dialogue, model=args.model)
+    if getattr(args, "actions_url", None):
+        dialogue = dataclasses.replace(dialogue, actions_url=args.actions_url)
+    return dataclasses.replace(settings, dialogue=dialogue)
+
+
+def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.action_server import ActionServerError
+    from bot.call import CallEngine
+    from bot.chat import chat_json, chat_terminal
+    from bot.dialogue import DialogueError
+    from bot.model_store import ModelError
+
+    out = _json_stdout() if args.json else sys.stdout
+    engine = CallEngine(_with_overrides(settings, args))
+
+    async def run() -> None:
+        try:
+            engine.start()
+            if args.json:
+                await chat_json(engine, sys.stdin, out)
+            else:
+                await chat_terminal(engine)
+        finally:
+            engine.close()
+
+    try:
+        asyncio.run(run())
+    except (ModelError, DialogueError, ActionServerError) as exc:
+        raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.model_store import ModelError, data_fingerprint, list_models, train_model
+
+    if args.models_command == "train":
+        try:
+            info = train_model(settings.project_dir, settings.models_dir, force=args.force)
+        except ModelError as exc:
+            raise CliError(str(exc)) from exc
+        print(f"{info.path.relative_to(settings.project_dir)} (data {info.fingerprint})")
+        return 0
+    if args.models_command == "list":
+        current = data_fingerprint(settings.project_dir)
+        for info in list_models(settings.models_dir):
+            mark = "*" if info.fingerprint == current else " "
+            print(f"{mark} {info.path.name}  trained {info.trained_at or 'unknown'}")
+        return 0
+    raise CliError("choose a models command: train or list")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voicebot", description="Offline call-centre voice bot for a customer hotline."
+    )
+    parser.add_argument("--version", action="version", version=f"voicebot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="a text call through the call engine")
+    chat.add_argument(
+        "--json",
+        action="store_true",
+        help="read caller lines from stdin, write one JSON object per turn to stdout",
+    )
+    chat.add_argument("--model", help="dialogue model archive (default: the current one)")
+    chat.add_argument("--actions-url", help="use this action server instead of starting one")
+    chat.set_defaults(handler=_cmd_chat)
+
+    models = sub.add_parser("models", help="dialogue models in models/")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    train = models_sub.add_parser("train", help="train a model unless one matches the data")
+    train.add_argument("--force", action="store_true", help="train even if one matches")
+    models_sub.add_parser("list", help="list models; * marks the current data's")
+    models.set_defaults(handler=_cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_file, settings.logging.level, verbose=args.verbose)
+        return int(args.handler(settings, args))
+    except (CliError, SettingsError) as exc:
+        print(f"voicebot: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

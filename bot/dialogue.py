@@ -1,0 +1,170 @@
+"""The Rasa assistant, loaded in-process: caller text in, bot replies out.
+
+One ``Dialogue`` per process serves every call; the call id is Rasa's sender
+id. Custom actions run in the supervised action server. A failed custom action
+(crashed server, broken backend the action could not report) is caught here
+and turned into an ``action_failure`` escalation, so the caller is never left
+in silence.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ESCALATION_SLOT = "escalation_reason"
+HANG_UP_RESPONSES = frozenset({"utter_goodbye"})
+_ACTION_FAILED_PREFIX = "Encountered an exception while running action"
+
+# The turn being handled in the current asyncio task; the log handler below
+# adds failed action names to it. Calls in parallel each see their own list.
+_current_failures: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "current_failures", default=None
+)
+
+
+class DialogueError(RuntimeError):
+    """The dialogue model cannot be loaded or used."""
+
+
+class _ActionFailureCatcher(logging.Handler):
+    """Notices Rasa's log line for an action that raised, for the current turn."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        failures = _current_failures.get()
+        message = record.getMessage()
+        if failures is not None and message.startswith(_ACTION_FAILED_PREFIX):
+            failures.append(message.split("'")[1] if "'" in message else "unknown")
+
+
+@dataclass(frozen=True)
+class DialogueReply:
+    """What the assistant made of one caller turn and what it answered."""
+
+    intent: str
+    confidence: float
+    entities: dict[str, str | list[str]]
+    bot: tuple[str, ...]
+    responses: tuple[str, ...] = ()
+    escalation_reason: str | None = None
+    hang_up: bool = False
+    failed_actions: tuple[str, ...] = field(default_factory=tuple)
+
+
+def entity_values(entities: list[dict[str, Any]]) -> dict[str, str | list[str]]:
+    """Entity name to value; a name found twice maps to the list of values."""
+    found: dict[str, list[str]] = {}
+    for entity in entities:
+        values = found.setdefault(str(entity.get("entity")), [])
+        value = str(entity.get("value"))
+        if value not in values:
+            values.append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in found.items()}
+
+
+class Dialogue:
+    """Rasa's ``Agent`` with the voicebot's per-turn bookkeeping."""
+
+    def __init__(self, model_path: Path, actions_url: str) -> None:
+        # Rasa and TensorFlow take seconds to import: only when a call needs them.
+        from rasa.core.agent import Agent
+        from rasa.utils.endpoints import EndpointConfig
+
+        if not model_path.is_file():
+            raise DialogueError(
+                f"dialogue model {model_path} is missing. Run `voicebot models train`."
+            )
+        try:
+            self._agent = Agent.load(
+                str(model_path), action_endpoint=EndpointConfig(url=actions_url)
+            )
+        except Exception as exc:  # Rasa raises many types for a bad archive
+            raise DialogueError(
+                f"cannot load dialogue model {model_path} ({exc}). It may be corrupt: "
+                "delete it and run `voicebot models train`."
+            ) from exc
+        if not self._agent.is_ready():
+            raise DialogueError(
+                f"dialogue model {model_path} did not load. Run `voicebot models train`."
+            )
+        self.model_path = model_path
+        self._catcher = _ActionFailureCatcher()
+        logging.getLogger("rasa.core.processor").addHandler(self._catcher)
+
+    def close(self) -> None:
+        logging.getLogger("rasa.core.processor").removeHandler(self._catcher)
+
+    def response_text(self, name: str) -> str:
+        """The first text variant of a domain response."""
+        variants = self._agent.domain.responses.get(name) if self._agent.domain else None
+        if not variants:
+            raise DialogueError(f"the domain has no response {name}")
+        return str(variants[0]["text"])
+
+    async def _tracker(self, call_id: str) -> Any:
+        assert self._agent.processor is not None
+        return await self._agent.processor.get_tracker(call_id)
+
+    async def respond(self, call_id: str, text: str) -> DialogueReply:
+        """Runs one caller turn through NLU, policies and actions."""
+        from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+
+        before = await self._tracker(call_id)
+        events_before = len(before.events)
+        reason_before = before.get_slot(ESCALATION_SLOT)
+
+        failures: list[str] = []
+        token = _current_failures.set(failures)
+        channel = CollectingOutputChannel()
+        try:
+            await self._agent.handle_message(
+                UserMessage(text, channel, sender_id=call_id, input_channel="voicebot")
+            )
+        finally:
+            _current_failures.reset(token)
+
+        tracker = await self._tracker(call_id)
+        new_events = list(tracker.events)[events_before:]
+        responses = tuple(
+            str(e.metadata.get("utter_action"))
+            for e in new_events
+            if getattr(e, "type_name", "") == "bot" and e.metadata.get("utter_action")
+        )
+        bot = [str(m["text"]) for m in channel.messages if m.get("text")]
+        latest = tracker.latest_message
+        intent = latest.intent if latest else {}
+        reason = tracker.get_slot(ESCALATION_SLOT)
+        new_reason = reason if reason and reason != reason_before else None
+
+        if failures and not new_reason:
+            new_reason = "action_failure"
+            bot.append(self.response_text("utter_escalate_action_failure"))
+            await self._mark_escalated(tracker, new_reason)
+            log.error("call %s: custom action(s) failed: %s", call_id, ", ".join(failures))
+
+        return DialogueReply(
+            intent=str(intent.get("name") or ""),
+            confidence=float(intent.get("confidence") or 0.0),
+            entities=entity_values(latest.entities if latest else []),
+            bot=tuple(bot),
+            responses=responses,
+            escalation_reason=new_reason,
+            hang_up=bool(HANG_UP_RESPONSES.intersection(responses)),
+            failed_actions=tuple(failures),
+        )
+
+    async def _mark_escalated(self, tracker: Any, reason: str) -> None:
+        """Records the escalation in the tracker and leaves any open form."""
+        from rasa.shared.core.events import ActiveLoop, SlotSet
+
+        tracker.update(SlotSet(ESCALATION_SLOT, reason))
+        if tracker.active_loop_name:
+            tracker.update(ActiveLoop(None))
+            tracker.update(SlotSet("requested_slot", None))
+        assert self._agent.tracker_store is not None
+        await self._agent.tracker_store.save(tracker)

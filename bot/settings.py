@@ -1,0 +1,162 @@
+"""The voicebot's settings: one typed object, built once at start.
+
+Values come from ``voicebot.yml`` beside the Rasa project, then from
+environment variables ``VOICEBOT_<SECTION>_<KEY>``. Nothing is read at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SETTINGS_FILE = "voicebot.yml"
+ENV_PREFIX = "VOICEBOT_"
+
+
+class SettingsError(ValueError):
+    """A settings file or variable that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    models_dir: Path = Path("models")
+    var_dir: Path = Path("var")
+
+
+@dataclass(frozen=True)
+class DialogueSettings:
+    model: str = ""
+    actions_url: str = ""
+    action_server_start_seconds: float = 60.0
+    max_utterance_chars: int = 500
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    database: Path = Path("var/demo_backend.sqlite3")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    file: Path = Path("var/log/voicebot.log")
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    paths: PathSettings = field(default_factory=PathSettings)
+    dialogue: DialogueSettings = field(default_factory=DialogueSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.project_dir / self.paths.models_dir
+
+    @property
+    def var_dir(self) -> Path:
+        return self.project_dir / self.paths.var_dir
+
+    @property
+    def backend_database(self) -> Path:
+        return self.project_dir / self.backend.database
+
+    @property
+    def log_file(self) -> Path:
+        return self.project_dir / self.logging.file
+
+
+_SECTIONS = {
+    "paths": PathSettings,
+    "dialogue": DialogueSettings,
+    "backend": BackendSettings,
+    "logging": LoggingSettings,
+}
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The Rasa project directory: the nearest one up from ``start`` with a domain."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "domain.yml").is_file() or (candidate / "domain").is_dir():
+            return candidate
+    package_parent = Path(__file__).resolve().parent.parent
+    if (package_parent / "domain.yml").is_file():
+        return package_parent
+    raise SettingsError(
+        f"no Rasa project (domain.yml) found in {here} or above; run voicebot from the project"
+    )
+
+
+def _parse(value: Any, target: type, name: str) -> Any:
+    """Converts a YAML or environment value to the field's type."""
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name}: expected true or false, got {value!r}")
+    try:
+        if target is Path:
+            return Path(str(value))
+        return target(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{name}: expected {target.__name__}, got {value!r}") from exc
+
+
+def _build_section(
+    section: str, cls: type, values: Mapping[str, Any], env: Mapping[str, str]
+) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) in {section}: {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, fld in known.items():
+        target = type(fld.default) if fld.default is not dataclasses.MISSING else str
+        if isinstance(fld.default, Path):
+            target = Path
+        env_name = f"{ENV_PREFIX}{section}_{name}".upper()
+        if env_name in env:
+            kwargs[name] = _parse(env[env_name], target, env_name)
+        elif name in values and values[name] is not None:
+            kwargs[name] = _parse(values[name], target, f"{section}.{name}")
+    return cls(**kwargs)
+
+
+def load_settings(
+    project_dir: Path | None = None,
+    settings_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Reads the settings file (if present) and the environment."""
+    env = os.environ if env is None else env
+    project = (project_dir or find_project_dir()).resolve()
+    path = settings_file or project / SETTINGS_FILE
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SettingsError(f"{path} must hold a mapping of sections")
+        raw = loaded or {}
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise SettingsError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
+    sections = {
+        name: _build_section(name, cls, raw.get(name) or {}, env)
+        for name, cls in _SECTIONS.items()
+    }
+    return Settings(project_dir=project, **sections)
