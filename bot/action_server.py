@@ -74,15 +74,18 @@ class ActionServer:
     def _launch(self) -> None:
         self._log_file.parent.mkdir(parents=True, exist_ok=True)
         if self._log_handle is None:
-            self._log_handle = open(self._log_file, "ab")
+            # Kept open across restarts of the server; closed in stop().
+            self._log_handle = open(self._log_file, "ab")  # noqa: SIM115
         env = {
             **os.environ,
             "VOICEBOT_BACKEND_DB": str(self._backend_database),
+            # rasa_sdk listens on every interface unless told otherwise.
+            "SANIC_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }
         command = [
             sys.executable, "-m", "rasa_sdk", "--actions", "actions",
-            "--port", str(self.port), "--logging-level", "INFO",
+            "--port", str(self.port),
         ]  # fmt: skip
         self._process = subprocess.Popen(
             command,

@@ -53,9 +53,7 @@ def _fingerprint_files(project_dir: Path) -> Iterator[Path]:
     for folder in ("domain", "data", "bot/nlu"):
         root = project_dir / folder
         if root.is_dir():
-            yield from (
-                p for p in sorted(root.rglob("*")) if p.suffix in {".yml", ".yaml", ".py"}
-            )
+            yield from (p for p in sorted(root.rglob("*")) if p.suffix in {".yml", ".yaml", ".py"})
 
 
 def data_fingerprint(project_dir: Path) -> str:
@@ -81,7 +79,10 @@ def _read_info(archive: Path) -> ModelInfo:
     trained_at = str(meta.get("trained_at") or "")
     seconds = meta.get("train_seconds")
     return ModelInfo(
-        archive, fingerprint, trained_at, float(seconds) if isinstance(seconds, int | float) else 0.0
+        archive,
+        fingerprint,
+        trained_at,
+        float(seconds) if isinstance(seconds, int | float) else 0.0,
     )
 
 

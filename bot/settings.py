@@ -156,7 +156,6 @@ def load_settings(
     if unknown:
         raise SettingsError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     sections = {
-        name: _build_section(name, cls, raw.get(name) or {}, env)
-        for name, cls in _SECTIONS.items()
+        name: _build_section(name, cls, raw.get(name) or {}, env) for name, cls in _SECTIONS.items()
     }
     return Settings(project_dir=project, **sections)

@@ -1,0 +1,1 @@
+"""Rule-based NLU helpers for speech-recognised caller text."""

@@ -1,0 +1,82 @@
+"""Shared fixtures: the project, its trained dialogue model, text calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def project_dir() -> Path:
+    return PROJECT_DIR
+
+
+@pytest.fixture(scope="session")
+def dialogue_model(project_dir: Path) -> Path:
+    """The model for the current data, trained now if `make` has not already."""
+    from bot.model_store import train_model
+
+    return train_model(project_dir, project_dir / "models").path
+
+
+@dataclass
+class ChatRun:
+    returncode: int
+    turns: list[dict]
+    stderr: str
+
+    def calls(self) -> list[list[dict]]:
+        """Turns grouped by call, in order."""
+        grouped: list[list[dict]] = []
+        for turn in self.turns:
+            if not grouped or grouped[-1][0]["call_id"] != turn["call_id"]:
+                grouped.append([])
+            grouped[-1].append(turn)
+        return grouped
+
+
+ChatRunner = Callable[..., ChatRun]
+
+
+def chat_runner(tmp_path: Path, project_dir: Path) -> ChatRunner:
+    """Runs `voicebot chat --json` with the given caller lines on a fresh demo backend."""
+
+    def run(
+        lines: Sequence[str],
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        timeout: float = 600,
+    ) -> ChatRun:
+        full_env = {
+            **os.environ,
+            "VOICEBOT_BACKEND_DATABASE": str(tmp_path / "backend.sqlite3"),
+            "VOICEBOT_LOGGING_FILE": str(tmp_path / "voicebot.log"),
+            **(env or {}),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot", "chat", "--json", *extra_args],
+            input="".join(f"{line}\n" for line in lines),
+            capture_output=True,
+            text=True,
+            cwd=project_dir,
+            env=full_env,
+            timeout=timeout,
+        )
+        turns = [json.loads(line) for line in proc.stdout.splitlines()]
+        return ChatRun(proc.returncode, turns, proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def run_chat(tmp_path: Path, project_dir: Path, dialogue_model: Path) -> ChatRunner:
+    return chat_runner(tmp_path, project_dir)
