@@ -74,6 +74,10 @@ class Dialogue:
         # Rasa and TensorFlow take seconds to import: only when a call needs them.
         from rasa.core.agent import Agent
         from rasa.utils.endpoints import EndpointConfig
+        from rasa.utils.log_utils import configure_structlog
+
+        # Rasa's structured log prints every debug line unless configured.
+        configure_structlog(logging.WARNING)
 
         if not model_path.is_file():
             raise DialogueError(
@@ -136,7 +140,11 @@ class Dialogue:
             if getattr(e, "type_name", "") == "bot" and e.metadata.get("utter_action")
         )
         bot = [str(m["text"]) for m in channel.messages if m.get("text")]
-        latest = tracker.latest_message
+        # The stored tracker replays without a form's answers (Rasa drops them
+        # for featurisation), so this turn's message comes from the raw events.
+        latest = next(
+            (e for e in reversed(new_events) if getattr(e, "type_name", "") == "user"), None
+        )
         intent = latest.intent if latest else {}
         reason = tracker.get_slot(ESCALATION_SLOT)
         new_reason = reason if reason and reason != reason_before else None
