@@ -13,6 +13,7 @@ import re
 import time
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from bot.events import (
 )
 from bot.model_store import resolve_model
 from bot.settings import Settings
+from bot.store import CallStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class TurnResult:
     escalated: bool
     escalation_reason: str | None
     hang_up: bool = False
+    # What the bot now waits for: a form's slot, and the responses it gave.
+    requested_slot: str | None = None
+    responses: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,9 +88,14 @@ class Call:
     listeners: list[EventListener] = field(default_factory=list)
     escalation_reason: str | None = None
     ended: bool = False
+    # The call's clock in ms since it started: wall time for live calls, the
+    # channel's simulated clock for calls from files.
+    clock: Callable[[], int] | None = None
     _started: float = field(default_factory=time.monotonic)
 
     def t_ms(self) -> int:
+        if self.clock is not None:
+            return self.clock()
         return int((time.monotonic() - self._started) * 1000)
 
     def emit(self, event: CallEvent) -> None:
@@ -100,9 +110,11 @@ class CallEngine:
         self._settings = settings
         self._action_server: ActionServer | None = None
         self._dialogue: Dialogue | None = None
+        self.store: CallStore | None = None
 
     def start(self) -> None:
         settings = self._settings
+        self.store = CallStore(settings.store_url)
         model = resolve_model(settings.project_dir, settings.models_dir, settings.dialogue.model)
         actions_url = settings.dialogue.actions_url
         if not actions_url:
@@ -122,6 +134,8 @@ class CallEngine:
             self._dialogue.close()
         if self._action_server is not None:
             self._action_server.stop()
+        if self.store is not None:
+            self.store.close()
 
     @property
     def dialogue(self) -> Dialogue:
@@ -132,12 +146,35 @@ class CallEngine:
     def greeting(self) -> str:
         return self.dialogue.response_text("utter_greet")
 
-    def new_call(self, listeners: list[EventListener] | None = None) -> Call:
-        call = Call(call_id=uuid.uuid4().hex[:16], listeners=list(listeners or []))
-        call.emit(CallStarted(call.call_id, 0))
+    def new_call(
+        self,
+        listeners: list[EventListener] | None = None,
+        channel: str = "text",
+        clock: Callable[[], int] | None = None,
+    ) -> Call:
+        every = [self.store.listener] if self.store is not None else []
+        call = Call(
+            call_id=uuid.uuid4().hex[:16], listeners=every + list(listeners or []), clock=clock
+        )
+        call.emit(CallStarted(call.call_id, 0, channel))
         return call
 
-    async def turn(self, call: Call, text: str, asr_confidence: float = 1.0) -> TurnResult:
+    async def escalate(self, call: Call, reason: str) -> str:
+        """Escalates outside the dialogue's own rules (for example speech never
+        understood); returns what the bot says."""
+        text = await self.dialogue.escalate(call.call_id, reason)
+        if call.escalation_reason is None:
+            call.escalation_reason = reason
+            call.emit(Escalated(call.call_id, call.t_ms(), reason))
+        return text
+
+    async def turn(
+        self,
+        call: Call,
+        text: str,
+        asr_confidence: float = 1.0,
+        timings: dict[str, float] | None = None,
+    ) -> TurnResult:
         """Handles one caller utterance; an empty one is treated as silence."""
         utterance = clean_utterance(text, self._settings.dialogue.max_utterance_chars)
         call.emit(TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence))
@@ -167,6 +204,7 @@ class CallEngine:
                 entities=reply.entities,
                 bot=reply.bot,
                 dialogue_ms=round(dialogue_ms, 1),
+                timings={**(timings or {}), "dialogue_ms": round(dialogue_ms, 1)},
             )
         )
         if reply.escalation_reason and call.escalation_reason is None:
@@ -182,9 +220,11 @@ class CallEngine:
             escalated=call.escalation_reason is not None,
             escalation_reason=call.escalation_reason,
             hang_up=reply.hang_up,
+            requested_slot=reply.requested_slot,
+            responses=reply.responses,
         )
 
-    def end_call(self, call: Call, reason: str) -> None:
+    def end_call(self, call: Call, reason: str, recording_path: str | None = None) -> None:
         if not call.ended:
             call.ended = True
-            call.emit(CallEnded(call.call_id, call.t_ms(), reason))
+            call.emit(CallEnded(call.call_id, call.t_ms(), reason, recording_path))

@@ -54,6 +54,7 @@ class DialogueReply:
     escalation_reason: str | None = None
     hang_up: bool = False
     failed_actions: tuple[str, ...] = field(default_factory=tuple)
+    requested_slot: str | None = None
 
 
 def entity_values(entities: list[dict[str, Any]]) -> dict[str, str | list[str]]:
@@ -164,7 +165,14 @@ class Dialogue:
             escalation_reason=new_reason,
             hang_up=bool(HANG_UP_RESPONSES.intersection(responses)),
             failed_actions=tuple(failures),
+            requested_slot=tracker.get_slot("requested_slot") if tracker.active_loop_name else None,
         )
+
+    async def escalate(self, call_id: str, reason: str) -> str:
+        """Marks the call escalated for a reason found outside the dialogue."""
+        tracker = await self._tracker(call_id)
+        await self._mark_escalated(tracker, reason)
+        return self.response_text(f"utter_escalate_{reason}")
 
     async def _mark_escalated(self, tracker: Any, reason: str) -> None:
         """Records the escalation in the tracker and leaves any open form."""

@@ -34,6 +34,24 @@ class CallStarted(CallEvent):
 
 
 @dataclass(frozen=True)
+class SpeechStarted(CallEvent):
+    name: ClassVar[str] = "speech_started"
+
+
+@dataclass(frozen=True)
+class SpeechEnded(CallEvent):
+    name: ClassVar[str] = "speech_ended"
+    # Call time of the caller's last speech sample.
+    last_speech_ms: int = 0
+
+
+@dataclass(frozen=True)
+class TranscriptPartial(CallEvent):
+    name: ClassVar[str] = "transcript_partial"
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class TranscriptFinal(CallEvent):
     name: ClassVar[str] = "transcript_final"
     text: str = ""
@@ -49,6 +67,29 @@ class BotTurn(CallEvent):
     entities: dict[str, Any] = field(default_factory=dict)
     bot: tuple[str, ...] = ()
     dialogue_ms: float = 0.0
+    # Stage timings of the turn in ms (voice calls: endpoint, asr, dialogue, tts).
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BotSpeechStarted(CallEvent):
+    name: ClassVar[str] = "bot_speech_started"
+    text: str = ""
+    # From the caller's last speech sample to this first bot sample (None for
+    # speech the bot starts itself: greeting, reprompts).
+    response_ms: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BotSpeechEnded(CallEvent):
+    name: ClassVar[str] = "bot_speech_ended"
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class BargeIn(CallEvent):
+    name: ClassVar[str] = "barge_in"
 
 
 @dataclass(frozen=True)
@@ -61,6 +102,7 @@ class Escalated(CallEvent):
 class CallEnded(CallEvent):
     name: ClassVar[str] = "call_ended"
     reason: str = "hang_up"
+    recording_path: str | None = None
 
 
 EventListener = Callable[[CallEvent], None]

@@ -43,6 +43,12 @@ class BackendSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    url: str = ""
+    recordings_dir: Path = Path("var/recordings")
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     file: Path = Path("var/log/voicebot.log")
     level: str = "INFO"
@@ -54,6 +60,7 @@ class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
@@ -69,6 +76,14 @@ class Settings:
         return self.project_dir / self.backend.database
 
     @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.var_dir / 'voicebot.sqlite3'}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.project_dir / self.store.recordings_dir
+
+    @property
     def log_file(self) -> Path:
         return self.project_dir / self.logging.file
 
@@ -77,6 +92,7 @@ _SECTIONS = {
     "paths": PathSettings,
     "dialogue": DialogueSettings,
     "backend": BackendSettings,
+    "store": StoreSettings,
     "logging": LoggingSettings,
 }
 

@@ -1,0 +1,78 @@
+"""What the dialogue waits for next, and how that shapes recognition.
+
+When the bot has asked a closed question (an order number, a phone number,
+yes or no) the recogniser listens with a small grammar for that one turn, and
+the turn may end as soon as the partial result already answers it. Every
+grammar keeps a way out (asking for a person, a repeat, goodbye) and "[unk]",
+so noise does not become words and a caller saying something else is heard
+as not understood rather than forced into a digit.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+from bot.nlu.number_words import words_to_digits
+
+_WAY_OUT = [
+    "speak to a person",
+    "agent",
+    "human",
+    "repeat that",
+    "say that again",
+    "i don't know",
+    "goodbye",
+    "[unk]",
+]
+_DIGIT_WORDS = [
+    "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "double", "triple", "plus",
+]  # fmt: skip
+_YES = ["yes", "yeah", "yep", "yes please", "that's right", "correct", "sure", "go ahead"]
+_NO = ["no", "nope", "no thanks", "no thank you", "not really"]
+_CLEAR_ANSWERS = {*_YES, *_NO}
+
+ORDER_ID_DIGITS = 5
+PHONE_MIN_DIGITS = 11
+
+
+class Expectation(enum.Enum):
+    FREE = "free"
+    ORDER_ID = "order_id"
+    PHONE_NUMBER = "phone_number"
+    YES_NO = "yes_no"
+
+    def grammar(self) -> list[str] | None:
+        """Phrases for a Vosk grammar, or None for free speech."""
+        if self is Expectation.ORDER_ID or self is Expectation.PHONE_NUMBER:
+            return [*_DIGIT_WORDS, *_WAY_OUT]
+        if self is Expectation.YES_NO:
+            return [*_YES, *_NO, *_WAY_OUT]
+        return None
+
+    def completed_by(self, partial: str) -> bool:
+        """True when a partial result already holds a whole answer."""
+        words = partial.split()
+        if not words:
+            return False
+        if self is Expectation.YES_NO:
+            return partial.strip() in _CLEAR_ANSWERS
+        if self is Expectation.ORDER_ID or self is Expectation.PHONE_NUMBER:
+            digits = words_to_digits(words)
+            needed = ORDER_ID_DIGITS if self is Expectation.ORDER_ID else PHONE_MIN_DIGITS
+            return digits is not None and len(digits) >= needed
+        return False
+
+
+def expectation_for(requested_slot: str | None, responses: Sequence[str]) -> Expectation:
+    """The answer the bot waits for after a turn."""
+    if requested_slot == "order_id":
+        return Expectation.ORDER_ID
+    if requested_slot == "phone_number":
+        return Expectation.PHONE_NUMBER
+    if requested_slot == "confirm_cancel":
+        return Expectation.YES_NO
+    if responses and responses[-1] in {"utter_bot_challenge", "utter_payment_problem"}:
+        return Expectation.YES_NO
+    return Expectation.FREE

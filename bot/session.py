@@ -1,0 +1,438 @@
+"""One voice call: frames in, turns through the dialogue, speech out.
+
+``CallSession`` is driven by the channel's 20 ms frames. Each frame goes
+through voice activity (with the echo gate while the bot talks) and the
+segmenter; during an utterance it is fed to the call's recogniser in a worker
+thread. A turn ends at Vosk's endpoint, at the segmenter's end of speech, or
+at once when the dialogue expects a closed answer and the partial result
+already completes it. The reply is spoken sentence by sentence in a separate
+task, so the caller can barge in: playback stops and their words, from the
+pre-roll on, go to the recogniser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot.call import Call, CallEngine
+from bot.events import (
+    BargeIn,
+    BotSpeechEnded,
+    BotSpeechStarted,
+    EventListener,
+    SpeechEnded,
+    SpeechStarted,
+    TranscriptPartial,
+)
+from bot.expectations import Expectation, expectation_for
+from bot.pcm import FRAME_MS
+from bot.recording import CallRecorder
+
+log = logging.getLogger(__name__)
+
+
+class Recognition(Protocol):
+    text: str
+    is_final: bool
+    confidence: float
+
+
+class Recogniser(Protocol):
+    def accept(self, frame: bytes) -> Recognition | None: ...
+    def final(self) -> Recognition: ...
+    def set_grammar(self, phrases: list[str] | None) -> None: ...
+    def reset(self) -> None: ...
+
+
+class Channel(Protocol):
+    name: str
+
+    def frames(self) -> AsyncIterator[bytes]: ...
+    async def play(self, pcm: bytes) -> bool: ...
+    def stop_playback(self) -> None: ...
+    @property
+    def is_playing(self) -> bool: ...
+    def now_ms(self) -> int: ...
+    def played_frame(self) -> bytes: ...
+
+
+class Speaker(Protocol):
+    def stream(self, text: str) -> AsyncIterator[bytes]: ...
+
+
+class SpeechDetector(Protocol):
+    def is_speech(self, frame: bytes, threshold_boost_db: float = 0.0) -> bool: ...
+
+
+class EchoCanceller(Protocol):
+    def caller_speaking(self, mic: bytes, reference: bytes | None) -> bool: ...
+
+
+class SegmenterLike(Protocol):
+    def process(self, is_speech: bool, frame_ms: int = FRAME_MS) -> list[object]: ...
+    def force_end(self) -> list[object]: ...
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    # Caller silence before the bot repeats its question, then asks "are you
+    # still there?", then says goodbye.
+    silence_reprompt_seconds: float = 7.0
+    max_reprompts: int = 2
+    max_call_seconds: float = 900.0
+    # Below this mean word confidence the bot asks the caller to say it again.
+    low_confidence: float = 0.5
+    # Extra energy (dB) speech needs while the bot itself is talking.
+    speaking_threshold_boost_db: float = 6.0
+    barge_in: bool = True
+    pre_roll_ms: int = 300
+    # The bot stops talking once a transfer message is spoken, until the
+    # agent queue takes the call over.
+    end_call_on_escalation: bool = True
+
+
+class CallSession:
+    """Runs one call on a channel until it ends; always ends it cleanly."""
+
+    def __init__(
+        self,
+        engine: CallEngine,
+        channel: Channel,
+        recogniser: Recogniser,
+        speaker: Speaker,
+        detector: SpeechDetector,
+        segmenter: SegmenterLike,
+        settings: VoiceSettings,
+        echo: EchoCanceller | None = None,
+        recordings_dir: Path | None = None,
+        listeners: list[EventListener] | None = None,
+        executor_run: Callable[..., asyncio.Future[object]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.recogniser = recogniser
+        self.speaker = speaker
+        self.detector = detector
+        self.segmenter = segmenter
+        self.settings = settings
+        self.echo = echo
+        self.recordings_dir = recordings_dir
+        self._listeners = list(listeners or [])
+        self.call: Call | None = None
+        self._pre_roll: collections.deque[bytes] = collections.deque(
+            maxlen=max(1, settings.pre_roll_ms // FRAME_MS)
+        )
+        self._in_utterance = False
+        self._last_speech_ms = 0
+        self._endpoint_ms: int | None = None
+        self._partial = ""
+        self._expectation = Expectation.FREE
+        self._responder: asyncio.Task[None] | None = None
+        self._speech_generation = 0
+        self._silent_since_ms = 0
+        self._reprompts = 0
+        self._low_confidence_streak = 0
+        self._last_bot_texts: list[str] = []
+        self._end_reason: str | None = None
+        self._ending = False
+        self._recorder: CallRecorder | None = None
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self) -> Call:
+        call = self.engine.new_call(self._listeners, self.channel.name, self.channel.now_ms)
+        self.call = call
+        if self.recordings_dir is not None:
+            self._recorder = CallRecorder(self.recordings_dir / f"{call.call_id}.wav")
+        reason = "caller_hang_up"
+        try:
+            self._start_speaking([self.engine.greeting()], response_from_ms=None)
+            async for frame in self.channel.frames():
+                await self._on_frame(frame)
+                if self._end_reason is not None:
+                    reason = self._end_reason
+                    break
+                self._check_timers()
+        except asyncio.CancelledError:
+            reason = "interrupted"
+            raise
+        except Exception as exc:
+            code = getattr(exc, "code", type(exc).__name__)
+            log.error("call %s failed: %s", call.call_id, exc)
+            reason = f"error:{code}"
+        finally:
+            await self._finish(call, reason)
+        return call
+
+    async def _finish(self, call: Call, reason: str) -> None:
+        if self._responder is not None and not self._responder.done():
+            self._responder.cancel()
+            await _quietly(self._responder)
+        self.channel.stop_playback()
+        path = None
+        if self._recorder is not None:
+            path = str(self._recorder.close())
+        self.engine.end_call(call, reason, path)
+
+    # -- frames ----------------------------------------------------------------
+
+    async def _on_frame(self, frame: bytes) -> None:
+        assert self.call is not None
+        played = self.channel.played_frame()
+        if self._recorder is not None:
+            self._recorder.write(frame, played)
+        bot_talking = self.channel.is_playing
+        boost = self.settings.speaking_threshold_boost_db if bot_talking else 0.0
+        speech = self.detector.is_speech(frame, boost)
+        if self.echo is not None:
+            speech = speech and self.echo.caller_speaking(frame, played if bot_talking else None)
+        if bot_talking and not self.settings.barge_in:
+            speech = False
+        now = self.channel.now_ms()
+        for event in self.segmenter.process(speech, FRAME_MS):
+            kind = type(event).__name__
+            if kind == "SpeechStarted":
+                await self._speech_started(now)
+            elif kind == "SpeechEnded":
+                self._last_speech_ms = int(getattr(event, "t_ms", now))
+                self.call.emit(SpeechEnded(self.call.call_id, now, self._last_speech_ms))
+                if self._in_utterance:
+                    await self._end_turn(now)
+        if self._in_utterance:
+            await self._feed(frame, now)
+        else:
+            self._pre_roll.append(frame)
+        if speech:
+            self._last_speech_ms = now
+
+    async def _speech_started(self, now: int) -> None:
+        assert self.call is not None
+        self.call.emit(SpeechStarted(self.call.call_id, now))
+        self._silent_since_ms = now
+        self._reprompts = 0
+        if self.channel.is_playing or self._responder_speaking():
+            self._barge_in(now)
+        self._in_utterance = True
+        self._partial = ""
+        for old in list(self._pre_roll):
+            await self._feed(old, now)
+        self._pre_roll.clear()
+
+    def _barge_in(self, now: int) -> None:
+        assert self.call is not None
+        self._speech_generation += 1
+        self.channel.stop_playback()
+        self.call.emit(BargeIn(self.call.call_id, now))
+
+    async def _feed(self, frame: bytes, now: int) -> None:
+        assert self.call is not None
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, self.recogniser.accept, frame
+        )
+        if result is None or not self._in_utterance:
+            return
+        if result.is_final:
+            await self._turn_done(result, now, endpoint_ms=now)
+            return
+        if result.text and result.text != self._partial:
+            self._partial = result.text
+            self.call.emit(TranscriptPartial(self.call.call_id, now, result.text))
+            if self._expectation.completed_by(result.text):
+                await self._end_turn(now)
+
+    async def _end_turn(self, now: int) -> None:
+        result = await asyncio.get_running_loop().run_in_executor(None, self.recogniser.final)
+        await self._turn_done(result, now, endpoint_ms=now)
+
+    async def _turn_done(self, result: Recognition, now: int, endpoint_ms: int) -> None:
+        assert self.call is not None
+        self._in_utterance = False
+        self.segmenter.reset()
+        self.recogniser.reset()
+        self._silent_since_ms = now
+        text = result.text.strip()
+        asr_done_ms = self.channel.now_ms()
+        timings = {
+            "endpoint_ms": float(endpoint_ms - self._last_speech_ms),
+            "asr_final_ms": float(asr_done_ms - endpoint_ms),
+        }
+        if not text:
+            return  # noise, a cough, or words outside a closed grammar
+        if result.confidence < self.settings.low_confidence:
+            await self._low_confidence(text, result.confidence)
+            return
+        self._low_confidence_streak = 0
+        self._respond(text, result.confidence, timings)
+
+    async def _low_confidence(self, text: str, confidence: float) -> None:
+        assert self.call is not None
+        from bot.events import TranscriptFinal
+
+        self.call.emit(TranscriptFinal(self.call.call_id, self.channel.now_ms(), text, confidence))
+        self._low_confidence_streak += 1
+        # Back to free speech: a closed grammar may be what failed.
+        self._set_expectation(Expectation.FREE)
+        if self._low_confidence_streak >= 2:
+            said = await self.engine.escalate(self.call, "repeated_fallback")
+            self._start_speaking([said], None, then_end="transferred")
+        else:
+            self._start_speaking([self.engine.dialogue.response_text("utter_ask_again")], None)
+
+    # -- replies ---------------------------------------------------------------
+
+    def _respond(self, text: str, confidence: float, timings: dict[str, float]) -> None:
+        previous = self._responder
+        spoke_at = self._last_speech_ms
+
+        async def respond() -> None:
+            assert self.call is not None
+            if previous is not None and not previous.done():
+                await _quietly(previous)
+            with _busy(self.channel):
+                result = await self.engine.turn(self.call, text, confidence, timings)
+            self._set_expectation(expectation_for(result.requested_slot, result.responses))
+            end = None
+            if result.hang_up:
+                end = "bot_hang_up"
+            elif result.escalated and self.settings.end_call_on_escalation:
+                end = "transferred"
+            await self._speak(list(result.bot), spoke_at, timings, end)
+
+        self._responder = asyncio.create_task(respond())
+
+    def _start_speaking(
+        self, texts: list[str], response_from_ms: int | None, then_end: str | None = None
+    ) -> None:
+        previous = self._responder
+
+        async def speak() -> None:
+            if previous is not None and not previous.done():
+                await _quietly(previous)
+            await self._speak(texts, response_from_ms, {}, then_end)
+
+        self._responder = asyncio.create_task(speak())
+
+    def _responder_speaking(self) -> bool:
+        return self._responder is not None and not self._responder.done()
+
+    async def _speak(
+        self,
+        texts: list[str],
+        response_from_ms: int | None,
+        timings: dict[str, float],
+        then_end: str | None,
+    ) -> None:
+        assert self.call is not None
+        generation = self._speech_generation
+        self._last_bot_texts = texts
+        started = False
+        interrupted = False
+        render_started = time.perf_counter()
+        for text in texts:
+            stream = self.speaker.stream(text)
+            while True:
+                with _busy(self.channel):
+                    try:
+                        chunk = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                if generation != self._speech_generation:
+                    interrupted = True
+                    break
+                if not started:
+                    started = True
+                    now = self.channel.now_ms()
+                    tts_ms = round((time.perf_counter() - render_started) * 1000, 1)
+                    response_ms = None if response_from_ms is None else now - response_from_ms
+                    self.call.emit(
+                        BotSpeechStarted(
+                            self.call.call_id,
+                            now,
+                            " ".join(texts),
+                            response_ms,
+                            {**timings, "tts_first_chunk_ms": tts_ms},
+                        )  # fmt: skip
+                    )
+                if not await self.channel.play(chunk):
+                    interrupted = True
+                    break
+            if interrupted:
+                break
+        now = self.channel.now_ms()
+        if started:
+            self.call.emit(BotSpeechEnded(self.call.call_id, now, interrupted))
+        self._silent_since_ms = now
+        if then_end and not interrupted:
+            self._end_reason = then_end
+        elif then_end and interrupted and then_end != "bot_hang_up":
+            # A transfer message cut short still transfers.
+            self._end_reason = then_end
+
+    def _set_expectation(self, expectation: Expectation) -> None:
+        if expectation is not self._expectation:
+            self._expectation = expectation
+            self.recogniser.set_grammar(expectation.grammar())
+
+    # -- timers ----------------------------------------------------------------
+
+    def _check_timers(self) -> None:
+        if self._ending:
+            return
+        now = self.channel.now_ms()
+        if now >= self.settings.max_call_seconds * 1000:
+            self._ending = True
+            self._speech_generation += 1
+            self.channel.stop_playback()
+            text = self.engine.dialogue.response_text("utter_call_time_limit")
+            self._start_speaking([text], None, then_end="time_limit")
+            return
+        if self._in_utterance or self.channel.is_playing or self._responder_speaking():
+            self._silent_since_ms = now
+            return
+        if now - self._silent_since_ms < self.settings.silence_reprompt_seconds * 1000:
+            return
+        self._silent_since_ms = now
+        self._reprompts += 1
+        dialogue = self.engine.dialogue
+        if self._reprompts > self.settings.max_reprompts:
+            self._ending = True
+            self._start_speaking(
+                [dialogue.response_text("utter_silence_goodbye")], None, then_end="silence"
+            )
+        elif self._reprompts == 1 and self._last_bot_texts:
+            self._start_speaking(list(self._last_bot_texts), None)
+        else:
+            self._start_speaking([dialogue.response_text("utter_still_there")], None)
+
+
+async def _quietly(task: asyncio.Task[None]) -> None:
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:  # the earlier turn's failure was logged where it happened
+        log.exception("an earlier reply failed")
+
+
+class _busy:
+    """Marks the session as working, so a file channel's clock runs in real time."""
+
+    def __init__(self, channel: object) -> None:
+        hold = getattr(channel, "busy", None)
+        self._hold = hold() if callable(hold) else None
+
+    def __enter__(self) -> None:
+        if self._hold is not None:
+            self._hold.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._hold is not None:
+            self._hold.__exit__(*exc)

@@ -1,0 +1,203 @@
+"""The call store: every call and its turns, through SQLAlchemy.
+
+SQLite (one file) by default; PostgreSQL when the URL says so, shared by many
+bot processes. Writes are queued to one writer thread so a call's event loop
+never waits on the database; a failed write is logged and retried once, and
+never ends a call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bot.events import BotTurn, CallEnded, CallEvent, CallStarted, Escalated, TranscriptFinal
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+calls = sa.Table(
+    "calls",
+    metadata,
+    sa.Column("call_id", sa.String(64), primary_key=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("end_reason", sa.String(64)),
+    sa.Column("duration_ms", sa.Integer),
+    sa.Column("escalation_reason", sa.String(64)),
+    sa.Column("recording_path", sa.Text),
+)
+
+turns = sa.Table(
+    "turns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.String(64), sa.ForeignKey("calls.call_id"), nullable=False, index=True),
+    sa.Column("turn_index", sa.Integer, nullable=False),
+    sa.Column("t_ms", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("transcript", sa.Text, nullable=False),
+    sa.Column("asr_confidence", sa.Float),
+    sa.Column("intent", sa.String(64)),
+    sa.Column("intent_confidence", sa.Float),
+    sa.Column("entities", sa.Text),
+    sa.Column("bot_text", sa.Text),
+    sa.Column("timings", sa.Text),
+    sa.UniqueConstraint("call_id", "turn_index"),
+)
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for the URL; SQLite files get their folder and WAL mode."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, future=True, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, future=True, pool_pre_ping=True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CallStore:
+    """Calls and turns; ``listener`` turns call events into rows."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        metadata.create_all(self.engine)
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._turn_index: dict[str, int] = {}
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="call-store", daemon=True)
+        self._writer.start()
+
+    # -- event side (called on the call's loop; never blocks on the database)
+
+    def listener(self, event: CallEvent) -> None:
+        if isinstance(event, CallStarted):
+            row = {
+                "call_id": event.call_id,
+                "channel": event.channel,
+                "started_at": _now(),
+            }
+            self._turn_index[event.call_id] = 0
+            self._submit(lambda: self._insert(calls, row))
+        elif isinstance(event, TranscriptFinal):
+            self._pending[event.call_id] = {
+                "transcript": event.text,
+                "asr_confidence": event.confidence,
+            }
+        elif isinstance(event, BotTurn):
+            heard = self._pending.pop(event.call_id, {"transcript": event.user})
+            index = self._turn_index.get(event.call_id, 0)
+            self._turn_index[event.call_id] = index + 1
+            row = {
+                "call_id": event.call_id,
+                "turn_index": index,
+                "t_ms": event.t_ms,
+                "created_at": _now(),
+                "transcript": heard.get("transcript", event.user),
+                "asr_confidence": heard.get("asr_confidence"),
+                "intent": event.intent,
+                "intent_confidence": event.confidence,
+                "entities": json.dumps(event.entities),
+                "bot_text": json.dumps(list(event.bot)),
+                "timings": json.dumps(event.timings),
+            }
+            self._submit(lambda: self._insert(turns, row))
+        elif isinstance(event, Escalated):
+            reason = {"escalation_reason": event.reason}
+            self._submit(lambda: self._update_call(event.call_id, reason))
+        elif isinstance(event, CallEnded):
+            values: dict[str, Any] = {
+                "ended_at": _now(),
+                "end_reason": event.reason,
+                "duration_ms": event.t_ms,
+                "recording_path": event.recording_path,
+            }
+            self._turn_index.pop(event.call_id, None)
+            self._submit(lambda: self._update_call(event.call_id, values))
+
+    # -- writer thread
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def _write_loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            for attempt in (1, 2):
+                try:
+                    job()
+                    break
+                except sa.exc.SQLAlchemyError as exc:
+                    log.error("call store write failed (attempt %d): %s", attempt, exc)
+            self._jobs.task_done()
+        self._jobs.task_done()
+
+    def _insert(self, table: sa.Table, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(table.insert().values(**row))
+
+    def _update_call(self, call_id: str, values: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(calls.update().where(calls.c.call_id == call_id).values(**values))
+
+    def flush(self) -> None:
+        """Waits until every queued write is done."""
+        self._jobs.join()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._writer.join(timeout=30)
+        self.engine.dispose()
+
+    # -- reading
+
+    def call(self, call_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(calls.select().where(calls.c.call_id == call_id)).mappings().first()
+            return dict(row) if row else None
+
+    def turns(self, call_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                turns.select().where(turns.c.call_id == call_id).order_by(turns.c.turn_index)
+            ).mappings()
+            return [
+                {
+                    **dict(row),
+                    "entities": json.loads(row["entities"] or "{}"),
+                    "bot_text": json.loads(row["bot_text"] or "[]"),
+                    "timings": json.loads(row["timings"] or "{}"),
+                }
+                for row in rows
+            ]
+
+    def recent_calls(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                calls.select().order_by(calls.c.started_at.desc()).limit(limit)
+            ).mappings()
+            return [dict(row) for row in rows]
