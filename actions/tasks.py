@@ -143,7 +143,7 @@ class OrderTask:
 
     def ticket(self, number: str) -> str:
         self.events.append(SlotSet("ticket_id", number))
-        return f"Your reference number is {speak_digits(number)}."
+        return f"Your ticket number is {speak_digits(number)}."
 
     # One method per task; each returns the sentences to say.
 
@@ -324,7 +324,7 @@ class ActionFileComplaint(TaskAction):
         order_id = tracker.get_slot("order_id")
         ticket = backend.file_complaint(text, order_id, tracker.get_slot("email"))
         dispatcher.utter_message(
-            text="Thank you. I've filed your complaint. Your reference number is "
+            text="Thank you. I've filed your complaint. Your ticket number is "
             f"{speak_digits(ticket.ticket_number)}. "
             "A member of our team will contact you within two working days."
         )

@@ -35,12 +35,15 @@ from bot.store import CallStore
 log = logging.getLogger(__name__)
 
 _SPACES = re.compile(r"\s+")
+# Terminal escape sequences (colours, cursor moves) pasted into a text call.
+_ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 def clean_utterance(text: str, max_chars: int) -> str:
     """Caller text as the NLU expects it: printable, single-spaced, lowercase, bounded."""
     printable = "".join(
-        " " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text
+        " " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch
+        for ch in _ANSI_ESCAPES.sub(" ", text)
     )
     cleaned = _SPACES.sub(" ", printable).strip().lower()
     if len(cleaned) > max_chars:

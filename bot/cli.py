@@ -13,6 +13,7 @@ from typing import TextIO
 from bot import __version__
 from bot.logs import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
+from bot.speech.models import DEFAULT_BASE_URL as DEFAULT_MODEL_URL
 
 
 class CliError(Exception):
@@ -76,6 +77,23 @@ def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from exc
         print(f"{info.path.relative_to(settings.project_dir)} (data {info.fingerprint})")
         return 0
+    if args.models_command == "pull":
+        from bot.speech.models import SpeechModelError, progress_bar, pull_model
+
+        try:
+            path = pull_model(
+                args.language,
+                settings.models_dir,
+                size=args.size,
+                base_url=args.base_url,
+                progress=progress_bar(),
+                expected_sha256=args.sha256,
+                force=args.force,
+            )
+        except SpeechModelError as exc:
+            raise CliError(str(exc)) from exc
+        print(path)
+        return 0
     if args.models_command == "list":
         current = data_fingerprint(settings.project_dir)
         for info in list_models(settings.models_dir):
@@ -108,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = models_sub.add_parser("train", help="train a model unless one matches the data")
     train.add_argument("--force", action="store_true", help="train even if one matches")
     models_sub.add_parser("list", help="list models; * marks the current data's")
+    pull = models_sub.add_parser("pull", help="download a Vosk speech model into models/")
+    pull.add_argument("language", help="language, e.g. en-us")
+    pull.add_argument("--size", choices=["small", "large"], default="small")
+    pull.add_argument("--base-url", default=DEFAULT_MODEL_URL, help="a mirror of the models")
+    pull.add_argument("--sha256", help="expected checksum of the archive")
+    pull.add_argument("--force", action="store_true", help="download even if present")
     models.set_defaults(handler=_cmd_models)
     return parser
 

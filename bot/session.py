@@ -71,8 +71,12 @@ class SpeechDetector(Protocol):
     def is_speech(self, frame: bytes, threshold_boost_db: float = 0.0) -> bool: ...
 
 
+class EchoVerdict(Protocol):
+    caller_speaking: bool
+
+
 class EchoCanceller(Protocol):
-    def caller_speaking(self, mic: bytes, reference: bytes | None) -> bool: ...
+    def feed(self, mic: bytes, reference: bytes | None) -> EchoVerdict: ...
 
 
 class SegmenterLike(Protocol):
@@ -93,6 +97,8 @@ class VoiceSettings:
     # Extra energy (dB) speech needs while the bot itself is talking.
     speaking_threshold_boost_db: float = 6.0
     barge_in: bool = True
+    # Caller speech needed before the bot stops talking (coughs and clicks are shorter).
+    barge_in_min_speech_ms: int = 160
     pre_roll_ms: int = 300
     # The bot stops talking once a transfer message is spoken, until the
     # agent queue takes the call over.
@@ -131,6 +137,8 @@ class CallSession:
             maxlen=max(1, settings.pre_roll_ms // FRAME_MS)
         )
         self._in_utterance = False
+        self._utterance_speech_ms = 0
+        self._barged_in = False
         self._last_speech_ms = 0
         self._endpoint_ms: int | None = None
         self._partial = ""
@@ -193,33 +201,47 @@ class CallSession:
         boost = self.settings.speaking_threshold_boost_db if bot_talking else 0.0
         speech = self.detector.is_speech(frame, boost)
         if self.echo is not None:
-            speech = speech and self.echo.caller_speaking(frame, played if bot_talking else None)
+            verdict = self.echo.feed(frame, played if bot_talking else None)
+            speech = speech and verdict.caller_speaking
         if bot_talking and not self.settings.barge_in:
             speech = False
         now = self.channel.now_ms()
+        if speech:
+            # The call time of the caller's latest speech sample (end of this frame).
+            self._last_speech_ms = now
+            self._utterance_speech_ms += FRAME_MS
+        elif not self._in_utterance:
+            self._utterance_speech_ms = 0
         for event in self.segmenter.process(speech, FRAME_MS):
             kind = type(event).__name__
             if kind == "SpeechStarted":
                 await self._speech_started(now)
+            elif kind == "SpeechDiscarded" and self._in_utterance:
+                # Too short to be words (a cough, a click): forget it.
+                self._in_utterance = False
+                self.recogniser.reset()
             elif kind == "SpeechEnded":
-                self._last_speech_ms = int(getattr(event, "t_ms", now))
                 self.call.emit(SpeechEnded(self.call.call_id, now, self._last_speech_ms))
                 if self._in_utterance:
                     await self._end_turn(now)
+        if (
+            self._in_utterance
+            and not self._barged_in
+            and self._utterance_speech_ms >= self.settings.barge_in_min_speech_ms
+            and (self.channel.is_playing or self._responder_speaking())
+        ):
+            self._barge_in(now)
         if self._in_utterance:
             await self._feed(frame, now)
         else:
             self._pre_roll.append(frame)
-        if speech:
-            self._last_speech_ms = now
 
     async def _speech_started(self, now: int) -> None:
         assert self.call is not None
         self.call.emit(SpeechStarted(self.call.call_id, now))
         self._silent_since_ms = now
         self._reprompts = 0
-        if self.channel.is_playing or self._responder_speaking():
-            self._barge_in(now)
+        self._barged_in = False
         self._in_utterance = True
         self._partial = ""
         for old in list(self._pre_roll):
@@ -228,6 +250,7 @@ class CallSession:
 
     def _barge_in(self, now: int) -> None:
         assert self.call is not None
+        self._barged_in = True
         self._speech_generation += 1
         self.channel.stop_playback()
         self.call.emit(BargeIn(self.call.call_id, now))
@@ -255,7 +278,9 @@ class CallSession:
     async def _turn_done(self, result: Recognition, now: int, endpoint_ms: int) -> None:
         assert self.call is not None
         self._in_utterance = False
-        self.segmenter.reset()
+        # The segmenter may still be inside the utterance Vosk just ended: end
+        # it there too, so words that follow start a new utterance.
+        self.segmenter.force_end()
         self.recogniser.reset()
         self._silent_since_ms = now
         text = result.text.strip()

@@ -43,6 +43,26 @@ class BackendSettings:
 
 
 @dataclass(frozen=True)
+class VoiceConfig:
+    """The voice loop: devices, recognition, speech and call control."""
+
+    input_device: str = ""
+    output_device: str = ""
+    asr_model: str = ""
+    language: str = "en-us"
+    end_of_utterance_silence_ms: int = 500
+    vad_aggressiveness: int = 2
+    low_confidence: float = 0.5
+    barge_in: bool = True
+    silence_reprompt_seconds: float = 7.0
+    max_reprompts: int = 2
+    max_call_seconds: float = 900.0
+    tts_voice: str = "en-us"
+    tts_rate_wpm: int = 175
+    tts_volume: float = 1.0
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     url: str = ""
     recordings_dir: Path = Path("var/recordings")
@@ -61,6 +81,7 @@ class Settings:
     dialogue: DialogueSettings = field(default_factory=DialogueSettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
@@ -93,6 +114,7 @@ _SECTIONS = {
     "dialogue": DialogueSettings,
     "backend": BackendSettings,
     "store": StoreSettings,
+    "voice": VoiceConfig,
     "logging": LoggingSettings,
 }
 

@@ -1,8 +1,13 @@
 """Rasa NLU graph component that adds spoken order ids, phone numbers and e-mails.
 
 Used in config.yml as ``- name: bot.nlu.component.SpokenEntityExtractor`` after
-the tokenizer. It reads the raw message text, so it needs no features or tokens
-and nothing is trained.
+the tokenizer. It reads the raw message text; nothing is trained.
+
+It also stands each found entity's words in the token list by one placeholder
+token (``__order_id__``...), for training data and live messages alike, so
+the featurizers after it see "where is my order __order_id__" rather than five
+number words: the digits a caller reads out say nothing about what they want,
+and otherwise pull every utterance with a number towards ``inform``.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
-from rasa.nlu.constants import ENTITY_ATTRIBUTE_CONFIDENCE_TYPE
+from rasa.nlu.constants import ENTITY_ATTRIBUTE_CONFIDENCE_TYPE, TOKENS_NAMES
 from rasa.nlu.extractors.extractor import EntityExtractorMixin
+from rasa.nlu.tokenizers.tokenizer import Token
 from rasa.shared.nlu.constants import (
     ENTITIES,
     ENTITY_ATTRIBUTE_END,
@@ -26,10 +32,18 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.nlu.spoken import SpokenEntityNormaliser
+from bot.nlu.spoken import SpokenEntity, SpokenEntityNormaliser
 
 
-@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=False)
+# Registered as a featurizer too: Rasa runs only tokenizers and featurizers over
+# the training data, and the placeholders must be there when features are learnt.
+@DefaultV1Recipe.register(
+    [
+        DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR,
+        DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER,
+    ],
+    is_trainable=False,
+)
 class SpokenEntityExtractor(GraphComponent, EntityExtractorMixin):
     """Extracts ``order_id``, ``phone_number`` and ``email`` with spaCy rules."""
 
@@ -63,22 +77,44 @@ class SpokenEntityExtractor(GraphComponent, EntityExtractorMixin):
     def process(self, messages: list[Message]) -> list[Message]:
         """Append found entities to each message, keeping entities already there."""
         for message in messages:
-            entities = self.add_extractor_name(self._extract(message.get(TEXT) or ""))
+            found = self._normaliser.extract(message.get(TEXT) or "")
+            entities = self.add_extractor_name(self._as_entities(found))
             message.set(ENTITIES, message.get(ENTITIES, []) + entities, add_to_output=True)
+            _mask_tokens(message, found)
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        """Leave training data alone: entities are rule-based, not learned."""
+        """Masks entity words in the examples' tokens; adds no entities (none are learnt)."""
+        for example in training_data.training_examples:
+            text = example.get(TEXT)
+            if text:
+                _mask_tokens(example, self._normaliser.extract(text))
         return training_data
 
-    def _extract(self, text: str) -> list[dict[str, Any]]:
+    @staticmethod
+    def _as_entities(found: list[SpokenEntity]) -> list[dict[str, Any]]:
         return [
             {
-                ENTITY_ATTRIBUTE_TYPE: found.entity,
-                ENTITY_ATTRIBUTE_VALUE: found.value,
-                ENTITY_ATTRIBUTE_START: found.start,
-                ENTITY_ATTRIBUTE_END: found.end,
+                ENTITY_ATTRIBUTE_TYPE: entity.entity,
+                ENTITY_ATTRIBUTE_VALUE: entity.value,
+                ENTITY_ATTRIBUTE_START: entity.start,
+                ENTITY_ATTRIBUTE_END: entity.end,
                 ENTITY_ATTRIBUTE_CONFIDENCE_TYPE: 1.0,
             }
-            for found in self._normaliser.extract(text)
+            for entity in found
         ]
+
+
+def _mask_tokens(message: Message, found: list[SpokenEntity]) -> None:
+    """Replaces the tokens inside each entity span by one placeholder token."""
+    tokens: list[Token] | None = message.get(TOKENS_NAMES[TEXT])
+    if not tokens or not found:
+        return
+    masked: list[Token] = []
+    for token in tokens:
+        span = next((e for e in found if e.start <= token.start and token.end <= e.end), None)
+        if span is None:
+            masked.append(token)
+        elif not masked or masked[-1].start != span.start:
+            masked.append(Token(f"__{span.entity}__", span.start, span.end))
+    message.set(TOKENS_NAMES[TEXT], masked)

@@ -14,7 +14,7 @@ from bot.events import BotTurn, CallStarted, Escalated
     [
         ("Where IS my order", "where is my order"),
         ("  lots   of\tspace \n", "lots of space"),
-        ("bell\x07 escape\x1b[31m null\x00 end", "bell escape [31m null end"),
+        ("bell\x07 escape\x1b[31m null\x00 end", "bell escape null end"),
         ("zero\u200bwidth", "zero width"),
         ("", ""),
         ("\x00\x01\x02", ""),

@@ -115,7 +115,7 @@ def test_file_complaint_gives_increasing_ticket_numbers() -> None:
     ]  # fmt: skip
     result, said = run(ActionFileComplaint(), events)
     assert said == [
-        "Thank you. I've filed your complaint. Your reference number is one zero zero one. "
+        "Thank you. I've filed your complaint. Your ticket number is one zero zero one. "
         "A member of our team will contact you within two working days.",
         "utter_anything_else",
     ]

@@ -362,7 +362,7 @@ def test_late_parcel_opens_an_investigation(demo_db: DemoBackend) -> None:
     result, said = order_task("delivery_problem", "67890")
     assert said[0] == (
         f"Order six seven eight nine zero was shipped with Evri. It was due on {when(-2)}, so "
-        "it's running late. I've asked Evri to look into it. Your reference number is one zero "
+        "it's running late. I've asked Evri to look into it. Your ticket number is one zero "
         "zero one. We'll update you within two working days."
     )
     assert result == [SlotSet("ticket_id", "1001"), *RESET]
@@ -373,7 +373,7 @@ def test_missing_parcel_opens_an_investigation() -> None:
     result, said = order_task("delivery_problem", "23456")
     assert said == [
         f"Our records show order two three four five six was delivered on {when(-1)}. I've "
-        "opened an investigation into the missing parcel. Your reference number is one zero "
+        "opened an investigation into the missing parcel. Your ticket number is one zero "
         "zero one. A member of our team will contact you within two working days.",
         "utter_anything_else",
     ]

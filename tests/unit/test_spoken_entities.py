@@ -277,3 +277,35 @@ def test_rasa_recipe_places_component_after_tokenizer() -> None:
     assert nodes[name].uses is SpokenEntityExtractor
     assert nodes[name].fn == "process"
     assert "WhitespaceTokenizer" in nodes[name].needs["messages"]
+
+
+def test_rasa_component_masks_entity_words_in_tokens() -> None:
+    from rasa.nlu.constants import TOKENS_NAMES
+    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+    from rasa.shared.nlu.constants import TEXT
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    from bot.nlu.component import SpokenEntityExtractor
+
+    tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
+    extractor = SpokenEntityExtractor({})
+    live = Message(data={TEXT: "where is my order one two three four five please"})
+    example = Message(
+        data={TEXT: "cancel order three four five six seven", "intent": "cancel_order"}
+    )
+    plain = Message(data={TEXT: "i have two items", "intent": "inform"})
+    tokenizer.process([live])
+    tokenizer.process_training_data(TrainingData([example, plain]))
+    extractor.process([live])
+    extractor.process_training_data(TrainingData([example, plain]))
+
+    def words(message: Message) -> list[str]:
+        return [t.text for t in message.get(TOKENS_NAMES[TEXT])]
+
+    assert words(live) == ["where", "is", "my", "order", "__order_id__", "please"]
+    assert words(example) == ["cancel", "order", "__order_id__"]
+    assert words(plain) == ["i", "have", "two", "items"]
+    masked = live.get(TOKENS_NAMES[TEXT])[4]
+    assert (masked.start, masked.end) == (18, 41)
+    assert not example.get("entities")
