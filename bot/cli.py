@@ -67,6 +67,115 @@ def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _voice_errors() -> tuple[type[Exception], ...]:
+    from bot.action_server import ActionServerError
+    from bot.dialogue import DialogueError
+    from bot.file_channel import AudioFileError
+    from bot.model_store import ModelError
+    from bot.soundcard import AudioDeviceError
+    from bot.speech.asr import AsrError
+    from bot.speech.models import SpeechModelError
+    from bot.speech.tts import TtsError
+
+    return (
+        ModelError, DialogueError, ActionServerError, AudioFileError, AudioDeviceError,
+        AsrError, SpeechModelError, TtsError,
+    )  # fmt: skip
+
+
+def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> int:
+    """A voice call from a WAV file (``call``) or on the sound card (``run``)."""
+    from pathlib import Path
+
+    from bot.call import CallEngine
+    from bot.events import CallEvent
+    from bot.voice import SpeechStack, call_from_file, call_on_sound_card
+
+    errors = _voice_errors()
+    out = _json_stdout() if getattr(args, "json", False) else None
+    listeners = []
+    if out is not None:
+
+        def print_event(event: CallEvent) -> None:
+            out.write(event.to_json() + "\n")
+
+        listeners.append(print_event)
+    elif not on_file:
+        listeners.append(_print_progress)
+    settings = _with_overrides(settings, args)
+    engine = CallEngine(settings)
+
+    async def run() -> None:
+        stack = None
+        try:
+            if on_file:
+                # Checks the audio before seconds go into loading models.
+                from bot.file_channel import read_wav_16k
+
+                read_wav_16k(Path(args.input))
+            engine.start()
+            stack = SpeechStack.load(settings, args.asr_model)
+            if on_file:
+                out_path = Path(args.output) if args.output else None
+                await call_from_file(engine, stack, Path(args.input), out_path, listeners)
+            else:
+                device_in = args.input_device or settings.voice.input_device
+                device_out = args.output_device or settings.voice.output_device
+                await call_on_sound_card(engine, stack, device_in, device_out, listeners)
+        finally:
+            if stack is not None:
+                stack.close()
+            engine.close()
+
+    try:
+        asyncio.run(run())
+    except errors as exc:
+        raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _print_progress(event: object) -> None:
+    """What a person at the sound card sees of the call."""
+    from bot.events import BotTurn, CallEnded, CallStarted, Escalated, TranscriptFinal
+
+    if isinstance(event, CallStarted):
+        print(f"Call {event.call_id} answered. Speak; Ctrl-C hangs up.", file=sys.stderr)
+    elif isinstance(event, TranscriptFinal):
+        print(f"Caller: {event.text}  ({event.confidence:.2f})", file=sys.stderr)
+    elif isinstance(event, BotTurn):
+        print(f"Bot:    {' '.join(event.bot)}  [{event.intent}]", file=sys.stderr)
+    elif isinstance(event, Escalated):
+        print(f"[escalated: {event.reason}]", file=sys.stderr)
+    elif isinstance(event, CallEnded):
+        print(f"[call ended: {event.reason}; recording {event.recording_path}]", file=sys.stderr)
+
+
+def _cmd_call(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_voice(settings, args, on_file=True)
+
+
+def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    return _run_voice(settings, args, on_file=False)
+
+
+def _cmd_devices(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.soundcard import AudioDeviceError, list_devices
+
+    try:
+        devices = list_devices()
+    except AudioDeviceError as exc:
+        raise CliError(str(exc)) from exc
+    for d in devices:
+        marks = ("<" if d.is_default_input else " ") + (">" if d.is_default_output else " ")
+        print(
+            f"{d.index:3d} {marks} {d.name}  (in {d.max_input_channels}, "
+            f"out {d.max_output_channels}, {d.default_sample_rate_hz} Hz, {d.host_api})"
+        )
+    return 0
+
+
 def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
     from bot.model_store import ModelError, data_fingerprint, list_models, train_model
 
@@ -103,6 +212,12 @@ def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
     raise CliError("choose a models command: train or list")
 
 
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--asr-model", help="a Vosk model folder (default: models/)")
+    parser.add_argument("--model", help="dialogue model archive (default: the current one)")
+    parser.add_argument("--actions-url", help="use this action server instead of starting one")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicebot", description="Offline call-centre voice bot for a customer hotline."
@@ -121,7 +236,24 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--actions-url", help="use this action server instead of starting one")
     chat.set_defaults(handler=_cmd_chat)
 
-    models = sub.add_parser("models", help="dialogue models in models/")
+    call = sub.add_parser("call", help="a whole voice call from a caller's WAV file")
+    call.add_argument("--in", dest="input", required=True, help="the caller's audio (WAV)")
+    call.add_argument("--out", dest="output", help="write the bot's audio here (WAV)")
+    call.add_argument("--json", action="store_true", help="print one event per line")
+    _add_engine_options(call)
+    call.set_defaults(handler=_cmd_call)
+
+    run = sub.add_parser("run", help="answer a call on the sound card")
+    run.add_argument("--input-device", help="microphone, by name or index")
+    run.add_argument("--output-device", help="speaker, by name or index")
+    run.add_argument("--json", action="store_true", help="print one event per line")
+    _add_engine_options(run)
+    run.set_defaults(handler=_cmd_run)
+
+    devices = sub.add_parser("devices", help="list sound devices (< input, > output default)")
+    devices.set_defaults(handler=_cmd_devices)
+
+    models = sub.add_parser("models", help="dialogue and speech models in models/")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     train = models_sub.add_parser("train", help="train a model unless one matches the data")
     train.add_argument("--force", action="store_true", help="train even if one matches")
