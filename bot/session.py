@@ -100,6 +100,9 @@ class VoiceSettings:
     # Caller speech needed before the bot stops talking (coughs and clicks are shorter).
     barge_in_min_speech_ms: int = 160
     pre_roll_ms: int = 300
+    # After a turn ends early (a complete order number in the partial result),
+    # the caller's speech until this much silence still belongs to that turn.
+    early_end_hangover_ms: int = 100
     # The bot stops talking once a transfer message is spoken, until the
     # agent queue takes the call over.
     end_call_on_escalation: bool = True
@@ -137,6 +140,7 @@ class CallSession:
             maxlen=max(1, settings.pre_roll_ms // FRAME_MS)
         )
         self._in_utterance = False
+        self._absorbing_ms: int | None = None
         self._utterance_speech_ms = 0
         self._barged_in = False
         self._last_speech_ms = 0
@@ -206,6 +210,12 @@ class CallSession:
         if bot_talking and not self.settings.barge_in:
             speech = False
         now = self.channel.now_ms()
+        if self._absorbing_ms is not None:
+            # The rest of an answer whose turn already ended early: not a new turn.
+            self._absorbing_ms = 0 if speech else self._absorbing_ms + FRAME_MS
+            if self._absorbing_ms < self.settings.early_end_hangover_ms:
+                return
+            self._absorbing_ms = None
         if speech:
             # The call time of the caller's latest speech sample (end of this frame).
             self._last_speech_ms = now
@@ -269,6 +279,7 @@ class CallSession:
             self._partial = result.text
             self.call.emit(TranscriptPartial(self.call.call_id, now, result.text))
             if self._expectation.completed_by(result.text):
+                self._absorbing_ms = 0
                 await self._end_turn(now)
 
     async def _end_turn(self, now: int) -> None:
@@ -322,7 +333,9 @@ class CallSession:
             if previous is not None and not previous.done():
                 await _quietly(previous)
             with _busy(self.channel):
+                started = time.perf_counter()
                 result = await self.engine.turn(self.call, text, confidence, timings)
+                timings["dialogue_ms"] = round((time.perf_counter() - started) * 1000, 1)
             self._set_expectation(expectation_for(result.requested_slot, result.responses))
             end = None
             if result.hang_up:

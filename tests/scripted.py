@@ -22,7 +22,7 @@ class ScriptedRecogniser:
     sentences: list[str]
     confidence: float = 0.9
     # Frames of audio per partial word: partials grow while the caller speaks.
-    frames_per_word: int = 15
+    frames_per_word: int = 18
     grammars: list[list[str] | None] = field(default_factory=list)
     _fed: int = 0
     _turn: int = 0

@@ -1,0 +1,185 @@
+"""Whole voice calls from caller WAV files: real voice activity detection,
+segmentation, Rasa dialogue, action server, pyttsx3 speech, call store and
+recordings. Only acoustic decoding is scripted (tests/scripted.py): no English
+Vosk model exists here, and the caller audio is English speech from espeak-ng."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.call import CallEngine
+from bot.events import CallEvent
+from bot.expectations import Expectation
+from bot.file_channel import read_wav_16k, write_wav
+from bot.settings import Settings, load_settings
+from bot.voice import SpeechStack, call_from_file
+from tests.scripted import ScriptedRecogniser
+
+pytestmark = pytest.mark.slow
+
+RATE = 16000
+
+
+def speak(text: str, tmp: Path) -> np.ndarray:
+    path = tmp / f"say-{abs(hash(text))}.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "170", "-w", str(path), text], check=True)
+    return np.frombuffer(read_wav_16k(path), dtype="<i2")
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), dtype="<i2")
+
+
+def caller_file(tmp: Path, parts: list[np.ndarray]) -> Path:
+    path = tmp / "caller.wav"
+    write_wav(path, np.concatenate(parts).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def voice_settings(tmp_path_factory: pytest.TempPathFactory, project_dir: Path) -> Settings:
+    tmp = tmp_path_factory.mktemp("voice")
+    return load_settings(
+        project_dir,
+        env={
+            **os.environ,
+            "VOICEBOT_BACKEND_DATABASE": str(tmp / "backend.sqlite3"),
+            "VOICEBOT_STORE_URL": f"sqlite:///{tmp / 'calls.sqlite3'}",
+            "VOICEBOT_STORE_RECORDINGS_DIR": str(tmp / "recordings"),
+            "VOICEBOT_PATHS_VAR_DIR": str(tmp / "var"),
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(voice_settings: Settings, dialogue_model: Path):  # type: ignore[no-untyped-def]
+    engine = CallEngine(voice_settings)
+    engine.start()
+    yield engine
+    engine.close()
+
+
+def run_call(
+    engine: CallEngine, settings: Settings, caller: Path, sentences: list[str], out: Path
+) -> tuple[list[CallEvent], ScriptedRecogniser]:
+    recogniser = ScriptedRecogniser(sentences)
+    stack = SpeechStack.load(settings, new_recogniser=lambda: recogniser)
+    events: list[CallEvent] = []
+    try:
+        asyncio.run(call_from_file(engine, stack, caller, out, [events.append]))
+    finally:
+        stack.close()
+    return events, recogniser
+
+
+def named(events: list[CallEvent], name: str) -> list[CallEvent]:
+    return [e for e in events if e.name == name]
+
+
+def test_a_whole_call_from_a_file(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    sentences = ["where is my order", "one two three four five", "goodbye"]
+    caller = caller_file(
+        tmp_path,
+        [
+            silence(6.0),
+            speak(sentences[0], tmp_path),
+            silence(6.0),
+            speak(sentences[1], tmp_path),
+            silence(9.0),
+            speak(sentences[2], tmp_path),
+            silence(4.0),
+        ],
+    )
+    events, recogniser = run_call(engine, voice_settings, caller, sentences, tmp_path / "bot.wav")
+    names = [e.name for e in events]
+    assert names[0] == "call_started" and names[-1] == "call_ended"
+    times = [e.t_ms for e in events]
+    assert times == sorted(times)
+    finals = [e.to_dict()["text"] for e in named(events, "transcript_final")]
+    assert finals == sentences
+    turns = [e.to_dict() for e in named(events, "bot_turn")]
+    assert [t["intent"] for t in turns] == ["order_status", "inform", "goodbye"]
+    assert "shipped" in " ".join(turns[1]["bot"])
+    assert turns[1]["entities"] == {"order_id": "12345"}
+    ended = events[-1].to_dict()
+    assert ended["reason"] == "bot_hang_up"
+    # The greeting starts the call; each reply is timed from the caller's last word.
+    spoken = [e.to_dict() for e in named(events, "bot_speech_started")]
+    assert spoken[0]["t_ms"] < 200 and spoken[0]["response_ms"] is None
+    replies = [s for s in spoken if s["response_ms"] is not None]
+    assert len(replies) == 3
+    assert all(0 < s["response_ms"] < 3000 for s in replies)
+    assert {"endpoint_ms", "asr_final_ms", "dialogue_ms", "tts_first_chunk_ms"} <= set(
+        replies[0]["timings"]
+    )
+    # A closed question switches the recogniser to a digit grammar, and back after.
+    assert recogniser.grammars[0] == Expectation.ORDER_ID.grammar()
+    assert recogniser.grammars[1] is None
+    # The stored call and its stereo recording.
+    store = engine.store
+    assert store is not None
+    store.flush()
+    call_id = events[0].call_id
+    stored = store.call(call_id)
+    assert stored is not None and stored["end_reason"] == "bot_hang_up"
+    assert [t["transcript"] for t in store.turns(call_id)] == sentences
+    with wave.open(stored["recording_path"]) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (2, RATE)
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    first_words = slice(int(6.2 * RATE), int(7.0 * RATE))
+    assert np.abs(audio[first_words, 0]).mean() > 200  # the caller, left
+    assert np.abs(audio[: 2 * RATE, 1]).mean() > 200  # the greeting, right
+    assert np.abs(audio[: 2 * RATE, 0]).mean() < 5
+    with wave.open(str(tmp_path / "bot.wav")) as bot:
+        assert bot.getnchannels() == 1 and bot.getnframes() >= audio.shape[0] - RATE
+
+
+def test_the_caller_barges_in_on_the_greeting(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    words = speak("i want to speak to a person please", tmp_path)
+    onset_s = 1.5
+    caller = caller_file(tmp_path, [silence(onset_s), words, silence(5.0)])
+    events, _ = run_call(
+        engine, voice_settings, caller, ["i want to speak to a person please"], tmp_path / "b.wav"
+    )
+    (barge,) = named(events, "barge_in")
+    first_voice_ms = onset_s * 1000 + np.argmax(np.abs(words) > 500) / RATE * 1000
+    assert 0 <= barge.t_ms - first_voice_ms <= 300
+    ended = named(events, "bot_speech_ended")[0].to_dict()
+    assert ended["interrupted"] is True
+    # The greeting stops where the caller came in; the caller's words are heard whole.
+    bot = np.frombuffer(read_wav_16k(tmp_path / "b.wav"), dtype="<i2")
+    cut = int((barge.t_ms + 40) / 1000 * RATE)
+    reply = named(events, "bot_speech_started")[1].t_ms
+    assert np.abs(bot[cut : int(reply / 1000 * RATE)]).max() == 0
+    assert named(events, "transcript_final")[0].to_dict()["text"].startswith("i want to speak")
+    assert named(events, "escalated")[0].to_dict()["reason"] == "explicit_request"
+
+
+def test_a_silent_caller_is_reprompted_then_let_go(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    caller = caller_file(tmp_path, [silence(40.0)])
+    events, _ = run_call(engine, voice_settings, caller, [], tmp_path / "s.wav")
+    said = [e.to_dict()["text"] for e in named(events, "bot_speech_started")]
+    greeting = said[0]
+    assert said[1] == greeting  # first the question again
+    assert said[2] == "Are you still there?"
+    assert said[3].startswith("I haven't heard anything")
+    assert events[-1].to_dict()["reason"] == "silence"
+    starts = [e.t_ms for e in named(events, "bot_speech_started")]
+    ends = [e.t_ms for e in named(events, "bot_speech_ended")]
+    # Each reprompt comes the configured 7 s after the bot last stopped talking.
+    for start, end in zip(starts[1:], ends, strict=False):
+        assert 7000 <= start - end <= 7200
+    assert not named(events, "bot_turn")
