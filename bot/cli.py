@@ -88,12 +88,12 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
     from pathlib import Path
 
     from bot.call import CallEngine
-    from bot.events import CallEvent
+    from bot.events import CallEvent, EventListener
     from bot.voice import SpeechStack, call_from_file, call_on_sound_card
 
     errors = _voice_errors()
     out = _json_stdout() if getattr(args, "json", False) else None
-    listeners = []
+    listeners: list[EventListener] = []
     if out is not None:
 
         def print_event(event: CallEvent) -> None:

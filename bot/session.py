@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bot.call import Call, CallEngine
 from bot.events import (
@@ -37,11 +38,16 @@ from bot.recording import CallRecorder
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 
 class Recognition(Protocol):
-    text: str
-    is_final: bool
-    confidence: float
+    @property
+    def text(self) -> str: ...
+    @property
+    def is_final(self) -> bool: ...
+    @property
+    def confidence(self) -> float: ...
 
 
 class Recogniser(Protocol):
@@ -72,7 +78,8 @@ class SpeechDetector(Protocol):
 
 
 class EchoVerdict(Protocol):
-    caller_speaking: bool
+    @property
+    def caller_speaking(self) -> bool: ...
 
 
 class EchoCanceller(Protocol):
@@ -80,8 +87,8 @@ class EchoCanceller(Protocol):
 
 
 class SegmenterLike(Protocol):
-    def process(self, is_speech: bool, frame_ms: int = FRAME_MS) -> list[object]: ...
-    def force_end(self) -> list[object]: ...
+    def process(self, is_speech: bool, frame_ms: int = FRAME_MS) -> Sequence[object]: ...
+    def force_end(self) -> Sequence[object]: ...
     def reset(self) -> None: ...
 
 
@@ -147,6 +154,9 @@ class CallSession:
         self._endpoint_ms: int | None = None
         self._partial = ""
         self._expectation = Expectation.FREE
+        self._grammar_for = Expectation.FREE
+        # Vosk recognisers are not thread-safe: one thread per call runs them.
+        self._asr_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asr")
         self._responder: asyncio.Task[None] | None = None
         self._speech_generation = 0
         self._silent_since_ms = 0
@@ -189,6 +199,7 @@ class CallSession:
             self._responder.cancel()
             await _quietly(self._responder)
         self.channel.stop_playback()
+        self._asr_thread.shutdown(wait=False)
         path = None
         if self._recorder is not None:
             path = str(self._recorder.close())
@@ -202,11 +213,13 @@ class CallSession:
         if self._recorder is not None:
             self._recorder.write(frame, played)
         bot_talking = self.channel.is_playing
-        boost = self.settings.speaking_threshold_boost_db if bot_talking else 0.0
-        speech = self.detector.is_speech(frame, boost)
         if self.echo is not None:
-            verdict = self.echo.feed(frame, played if bot_talking else None)
-            speech = speech and verdict.caller_speaking
+            # The echo gate runs its own voice activity detector (one per
+            # stream: WebRTC's keeps state), raised while the bot plays.
+            speech = self.echo.feed(frame, played if bot_talking else None).caller_speaking
+        else:
+            boost = self.settings.speaking_threshold_boost_db if bot_talking else 0.0
+            speech = self.detector.is_speech(frame, boost)
         if bot_talking and not self.settings.barge_in:
             speech = False
         now = self.channel.now_ms()
@@ -229,7 +242,8 @@ class CallSession:
             elif kind == "SpeechDiscarded" and self._in_utterance:
                 # Too short to be words (a cough, a click): forget it.
                 self._in_utterance = False
-                self.recogniser.reset()
+                await self._asr(self.recogniser.reset)
+                await self._apply_grammar()
             elif kind == "SpeechEnded":
                 self.call.emit(SpeechEnded(self.call.call_id, now, self._last_speech_ms))
                 if self._in_utterance:
@@ -267,9 +281,7 @@ class CallSession:
 
     async def _feed(self, frame: bytes, now: int) -> None:
         assert self.call is not None
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, self.recogniser.accept, frame
-        )
+        result = await self._asr(self.recogniser.accept, frame)
         if result is None or not self._in_utterance:
             return
         if result.is_final:
@@ -283,7 +295,7 @@ class CallSession:
                 await self._end_turn(now)
 
     async def _end_turn(self, now: int) -> None:
-        result = await asyncio.get_running_loop().run_in_executor(None, self.recogniser.final)
+        result = await self._asr(self.recogniser.final)
         await self._turn_done(result, now, endpoint_ms=now)
 
     async def _turn_done(self, result: Recognition, now: int, endpoint_ms: int) -> None:
@@ -292,7 +304,8 @@ class CallSession:
         # The segmenter may still be inside the utterance Vosk just ended: end
         # it there too, so words that follow start a new utterance.
         self.segmenter.force_end()
-        self.recogniser.reset()
+        await self._asr(self.recogniser.reset)
+        await self._apply_grammar()
         self._silent_since_ms = now
         text = result.text.strip()
         asr_done_ms = self.channel.now_ms()
@@ -316,6 +329,7 @@ class CallSession:
         self._low_confidence_streak += 1
         # Back to free speech: a closed grammar may be what failed.
         self._set_expectation(Expectation.FREE)
+        await self._apply_grammar()
         if self._low_confidence_streak >= 2:
             said = await self.engine.escalate(self.call, "repeated_fallback")
             self._start_speaking([said], None, then_end="transferred")
@@ -337,6 +351,7 @@ class CallSession:
                 result = await self.engine.turn(self.call, text, confidence, timings)
                 timings["dialogue_ms"] = round((time.perf_counter() - started) * 1000, 1)
             self._set_expectation(expectation_for(result.requested_slot, result.responses))
+            await self._apply_grammar()
             end = None
             if result.hang_up:
                 end = "bot_hang_up"
@@ -415,9 +430,19 @@ class CallSession:
             self._end_reason = then_end
 
     def _set_expectation(self, expectation: Expectation) -> None:
-        if expectation is not self._expectation:
-            self._expectation = expectation
-            self.recogniser.set_grammar(expectation.grammar())
+        self._expectation = expectation
+
+    async def _apply_grammar(self) -> None:
+        """Switches the recogniser's grammar between utterances, never inside one
+        (Vosk resets on a grammar change and would lose the caller's words)."""
+        if self._in_utterance or self._expectation is self._grammar_for:
+            return
+        self._grammar_for = self._expectation
+        await self._asr(self.recogniser.set_grammar, self._expectation.grammar())
+
+    async def _asr(self, fn: Callable[..., _T], *args: object) -> _T:
+        """Every recogniser call on the call's one ASR thread, in order."""
+        return await asyncio.get_running_loop().run_in_executor(self._asr_thread, fn, *args)
 
     # -- timers ----------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def voice_settings(settings: Settings) -> VoiceSettings:
 
 def load_recogniser_factory(settings: Settings, asr_model: str | None = None) -> RecogniserFactory:
     """Loads the Vosk model once; the factory makes one recogniser per call."""
-    from bot.speech.asr import AsrModel, AsrSettings, prepare_model_dir
+    from bot.speech.asr import AsrModel, AsrSettings
     from bot.speech.models import resolve_asr_model
 
     explicit = asr_model or settings.voice.asr_model
@@ -50,8 +50,8 @@ def load_recogniser_factory(settings: Settings, asr_model: str | None = None) ->
         end_of_utterance_silence_ms=settings.voice.end_of_utterance_silence_ms,
         low_confidence=settings.voice.low_confidence,
     )
-    prepared = prepare_model_dir(path, asr_settings, settings.var_dir / "asr-models")
-    model = AsrModel(prepared, asr_settings)
+    model = AsrModel(path, asr_settings, settings.var_dir / "asr-models")
+    model.load()
     return model.new_recogniser
 
 
@@ -93,16 +93,17 @@ class SpeechStack:
     ) -> CallSession:
         voice = self.settings.voice
         echo = None
+        detector = VoiceActivityDetector(VadSettings(aggressiveness=voice.vad_aggressiveness))
         if echo_gate:
             from bot.speech.echo import EchoGate
 
-            echo = EchoGate()
+            echo = EchoGate(detector)
         return CallSession(
             engine=engine,
             channel=channel,
             recogniser=self.new_recogniser(),
             speaker=self.synthesiser,
-            detector=VoiceActivityDetector(VadSettings(aggressiveness=voice.vad_aggressiveness)),
+            detector=detector,
             segmenter=Segmenter(
                 SegmenterSettings(end_silence_ms=voice.end_of_utterance_silence_ms)
             ),
