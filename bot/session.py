@@ -158,6 +158,7 @@ class CallSession:
         # Vosk recognisers are not thread-safe: one thread per call runs them.
         self._asr_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asr")
         self._responder: asyncio.Task[None] | None = None
+        self._finaliser: asyncio.Task[None] | None = None
         self._speech_generation = 0
         self._silent_since_ms = 0
         self._reprompts = 0
@@ -195,6 +196,9 @@ class CallSession:
         return call
 
     async def _finish(self, call: Call, reason: str) -> None:
+        if self._finaliser is not None and not self._finaliser.done():
+            self._finaliser.cancel()
+            await _quietly(self._finaliser)
         if self._responder is not None and not self._responder.done():
             self._responder.cancel()
             await _quietly(self._responder)
@@ -285,7 +289,9 @@ class CallSession:
         if result is None or not self._in_utterance:
             return
         if result.is_final:
-            await self._turn_done(result, now, endpoint_ms=now)
+            # Vosk's own endpoint: the final result came with this frame.
+            self._close_utterance()
+            await self._turn_done(result, now, self._last_speech_ms, 0.0)
             return
         if result.text and result.text != self._partial:
             self._partial = result.text
@@ -294,24 +300,41 @@ class CallSession:
                 self._absorbing_ms = 0
                 await self._end_turn(now)
 
-    async def _end_turn(self, now: int) -> None:
-        result = await self._asr(self.recogniser.final)
-        await self._turn_done(result, now, endpoint_ms=now)
-
-    async def _turn_done(self, result: Recognition, now: int, endpoint_ms: int) -> None:
-        assert self.call is not None
+    def _close_utterance(self) -> None:
         self._in_utterance = False
-        # The segmenter may still be inside the utterance Vosk just ended: end
+        # The segmenter may still be inside the utterance that just ended: end
         # it there too, so words that follow start a new utterance.
         self.segmenter.force_end()
-        await self._asr(self.recogniser.reset)
-        await self._apply_grammar()
+
+    async def _end_turn(self, now: int) -> None:
+        """Ends the caller's turn. The final decode runs beside the frame loop,
+        so audio keeps flowing (and the clock of a file call keeps real time)."""
+        self._close_utterance()
+        last_speech_ms = self._last_speech_ms
+
+        async def finalise() -> None:
+            started = time.perf_counter()
+            with _busy(self.channel):
+                result = await self._asr(self.recogniser.final)
+            asr_ms = (time.perf_counter() - started) * 1000
+            await self._turn_done(result, now, last_speech_ms, asr_ms)
+
+        self._finaliser = asyncio.create_task(finalise())
+
+    async def _turn_done(
+        self, result: Recognition, endpoint_ms: int, last_speech_ms: int, asr_ms: float
+    ) -> None:
+        assert self.call is not None
+        if not self._in_utterance:
+            # (A new utterance may already have started while this one finished.)
+            await self._asr(self.recogniser.reset)
+            await self._apply_grammar()
+        now = self.channel.now_ms()
         self._silent_since_ms = now
         text = result.text.strip()
-        asr_done_ms = self.channel.now_ms()
         timings = {
-            "endpoint_ms": float(endpoint_ms - self._last_speech_ms),
-            "asr_final_ms": float(asr_done_ms - endpoint_ms),
+            "endpoint_ms": float(endpoint_ms - last_speech_ms),
+            "asr_final_ms": round(asr_ms, 1),
         }
         if not text:
             return  # noise, a cough, or words outside a closed grammar
@@ -319,7 +342,7 @@ class CallSession:
             await self._low_confidence(text, result.confidence)
             return
         self._low_confidence_streak = 0
-        self._respond(text, result.confidence, timings)
+        self._respond(text, result.confidence, timings, last_speech_ms)
 
     async def _low_confidence(self, text: str, confidence: float) -> None:
         assert self.call is not None
@@ -338,9 +361,10 @@ class CallSession:
 
     # -- replies ---------------------------------------------------------------
 
-    def _respond(self, text: str, confidence: float, timings: dict[str, float]) -> None:
+    def _respond(
+        self, text: str, confidence: float, timings: dict[str, float], spoke_at: int
+    ) -> None:
         previous = self._responder
-        spoke_at = self._last_speech_ms
 
         async def respond() -> None:
             assert self.call is not None
