@@ -9,10 +9,18 @@ PYFILES   := bot actions tests benchmarks
 
 .PHONY: run chat test install model lint typecheck unit bench clean
 
+# Answers a call on the default sound devices. The English speech model is
+# downloaded the first time; without it (offline) the call is typed instead.
 run: model
-	$(BIN)/voicebot chat
+	@if $(BIN)/voicebot models pull en-us; then \
+		$(BIN)/voicebot run; \
+	else \
+		echo "make run: no English speech model (see above); starting a text call instead." >&2; \
+		$(BIN)/voicebot chat; \
+	fi
 
-chat: run
+chat: model
+	$(BIN)/voicebot chat
 
 install: $(STAMP)
 
@@ -38,6 +46,7 @@ unit: install
 
 bench: model
 	$(BIN)/python benchmarks/dialogue_bench.py
+	$(BIN)/python benchmarks/voice_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(espeak-ng libespeak-ng1 libportaudio2)
+# Speech (espeak-ng), sound devices (PortAudio, and PulseAudio through ALSA,
+# which the sound-card tests also start on their own).
+SYSTEM_PACKAGES=(espeak-ng libespeak-ng1 libportaudio2 pulseaudio libasound2-plugins alsa-utils)
 VENV=.venv
 
 missing=()
