@@ -225,6 +225,7 @@ def main() -> int:
             }
             for n in (1, 4, 8)
         }
+    after_endpoint = [r - e for r, e in zip(response, endpoint, strict=True)]
     results = {
         "benchmark": "voice",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -234,7 +235,7 @@ def main() -> int:
         "end_of_utterance_silence_ms": settings.voice.end_of_utterance_silence_ms,
         "turns": len(turns),
         "end_of_speech_to_first_audio_ms": percentiles(response),
-        "endpoint_to_first_audio_ms": percentiles([r - e for r, e in zip(response, endpoint)]),
+        "endpoint_to_first_audio_ms": percentiles(after_endpoint),
         "stages": {name: percentiles(values) for name, values in stages.items()},
         "asr_rtf": load,
     }
