@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TextIO
 
 from bot import __version__
 from bot.logs import setup_logging
@@ -27,6 +28,33 @@ def _json_stdout() -> TextIO:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return out
+
+
+def _run_interruptible(work: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Runs ``work``; Ctrl-C cancels it (so calls end cleanly and are saved) and gives 130."""
+    interrupted = False
+
+    async def main() -> None:
+        nonlocal interrupted
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+        await work()
+
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+    return 130 if interrupted else 0
 
 
 def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -59,12 +87,9 @@ def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
             engine.close()
 
     try:
-        asyncio.run(run())
+        return _run_interruptible(run)
     except (ModelError, DialogueError, ActionServerError) as exc:
         raise CliError(str(exc)) from exc
-    except KeyboardInterrupt:
-        return 130
-    return 0
 
 
 def _voice_errors() -> tuple[type[Exception], ...]:
@@ -128,12 +153,9 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
             engine.close()
 
     try:
-        asyncio.run(run())
+        return _run_interruptible(run)
     except errors as exc:
         raise CliError(str(exc)) from exc
-    except KeyboardInterrupt:
-        return 130
-    return 0
 
 
 def _print_progress(event: object) -> None:

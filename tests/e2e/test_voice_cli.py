@@ -119,3 +119,43 @@ def test_a_missing_speech_model_names_the_command(
     )
     assert proc.returncode == 2
     assert "voicebot models pull en-us" in proc.stderr or "--asr-model" in proc.stderr
+
+
+def test_ctrl_c_ends_the_call_cleanly_and_saves_it(
+    project_dir: Path, dialogue_model: Path, korean_model: Path, tmp_path: Path
+) -> None:
+    import signal
+    import sqlite3
+
+    caller = tmp_path / "long.wav"
+    write_wav(caller, b"\0\0" * 16000 * 60 * 40)  # forty silent minutes
+    env = {
+        **os.environ,
+        "VOICEBOT_BACKEND_DATABASE": str(tmp_path / "backend.sqlite3"),
+        "VOICEBOT_STORE_URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
+        "VOICEBOT_STORE_RECORDINGS_DIR": str(tmp_path / "recordings"),
+        "VOICEBOT_PATHS_VAR_DIR": str(tmp_path / "var"),
+        "VOICEBOT_VOICE_SILENCE_REPROMPT_SECONDS": "100000",
+        "VOICEBOT_VOICE_MAX_CALL_SECONDS": "100000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "call", "--in", str(caller), "--json",
+         "--asr-model", str(korean_model)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project_dir, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline())
+    assert first["event"] == "call_started"
+    # The file call runs far faster than real time: interrupt it at once.
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    last = json.loads(rest.splitlines()[-1])
+    assert last["event"] == "call_ended" and last["reason"] == "interrupted"
+    with sqlite3.connect(tmp_path / "calls.sqlite3") as db:
+        reason, recording = db.execute(
+            "select end_reason, recording_path from calls where call_id = ?", (first["call_id"],)
+        ).fetchone()
+    assert reason == "interrupted"
+    with wave.open(recording) as wav:
+        assert wav.getnchannels() == 2 and wav.getnframes() > 0
