@@ -8,6 +8,7 @@ voice loop with final transcripts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from bot.action_server import ActionServer
 from bot.dialogue import Dialogue, DialogueReply
+from bot.escalation import CallerTurn, EscalationRules, detect
 from bot.events import (
     BotTurn,
     CallEnded,
@@ -94,6 +96,7 @@ class Call:
     # The call's clock in ms since it started: wall time for live calls, the
     # channel's simulated clock for calls from files.
     clock: Callable[[], int] | None = None
+    caller_turns: list[CallerTurn] = field(default_factory=list)
     _started: float = field(default_factory=time.monotonic)
 
     def t_ms(self) -> int:
@@ -114,9 +117,11 @@ class CallEngine:
         self._action_server: ActionServer | None = None
         self._dialogue: Dialogue | None = None
         self.store: CallStore | None = None
+        self._rules: EscalationRules | None = None
 
     def start(self) -> None:
         settings = self._settings
+        self._rules = EscalationRules.from_mapping(settings.escalation)
         self.store = CallStore(settings.store_url)
         model = resolve_model(settings.project_dir, settings.models_dir, settings.dialogue.model)
         actions_url = settings.dialogue.actions_url
@@ -162,6 +167,16 @@ class CallEngine:
         call.emit(CallStarted(call.call_id, 0, channel))
         return call
 
+    async def _apply_escalation_rules(self, call: Call, reply: DialogueReply) -> DialogueReply:
+        """Serious complaints and frustrated callers go to a person too."""
+        if self._rules is None or reply.escalation_reason or call.escalation_reason:
+            return reply
+        reason = detect(self._rules, call.caller_turns)
+        if reason is None:
+            return reply
+        said = await self.dialogue.escalate(call.call_id, reason)
+        return dataclasses.replace(reply, bot=(*reply.bot, said), escalation_reason=reason)
+
     async def escalate(self, call: Call, reason: str) -> str:
         """Escalates outside the dialogue's own rules (for example speech never
         understood); returns what the bot says."""
@@ -177,6 +192,7 @@ class CallEngine:
         text: str,
         asr_confidence: float = 1.0,
         timings: dict[str, float] | None = None,
+        loudness_dbfs: float | None = None,
     ) -> TurnResult:
         """Handles one caller utterance; an empty one is treated as silence."""
         utterance = clean_utterance(text, self._settings.dialogue.max_utterance_chars)
@@ -196,6 +212,8 @@ class CallEngine:
             reply = await self.dialogue.respond(call.call_id, utterance)
             if reply.failed_actions and self._action_server is not None:
                 self._action_server.ensure_running()
+            call.caller_turns.append(CallerTurn(utterance, reply.intent, loudness_dbfs))
+            reply = await self._apply_escalation_rules(call, reply)
         dialogue_ms = (time.perf_counter() - started) * 1000
         call.emit(
             BotTurn(

@@ -82,6 +82,9 @@ class Settings:
     backend: BackendSettings = field(default_factory=BackendSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    # Escalation rules: a mapping read by bot.escalation (lists and tables
+    # don't fit environment variables, so this section has none).
+    escalation: dict[str, Any] = field(default_factory=dict)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
@@ -190,10 +193,13 @@ def load_settings(
         if loaded is not None and not isinstance(loaded, dict):
             raise SettingsError(f"{path} must hold a mapping of sections")
         raw = loaded or {}
-    unknown = set(raw) - set(_SECTIONS)
+    unknown = set(raw) - set(_SECTIONS) - {"escalation"}
     if unknown:
         raise SettingsError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     sections = {
         name: _build_section(name, cls, raw.get(name) or {}, env) for name, cls in _SECTIONS.items()
     }
-    return Settings(project_dir=project, **sections)
+    escalation = raw.get("escalation") or {}
+    if not isinstance(escalation, dict):
+        raise SettingsError(f"{path}: escalation must be a mapping")
+    return Settings(project_dir=project, escalation=escalation, **sections)

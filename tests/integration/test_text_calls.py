@@ -174,6 +174,22 @@ HAPPY_PATHS = [
         ),
     ),
     conv(
+        "serious complaint",
+        ("i want to make a complaint", Expect("complaint", ("what happened",))),
+        (
+            "the charger you sold me caught fire and burned my hand",
+            Expect(None, ("your ticket number is", "colleague"), escalation="complaint"),
+        ),
+    ),
+    conv(
+        "caller_frustrated",
+        ("your service is terrible", Expect()),
+        (
+            "this is useless nobody ever answers my emails",
+            Expect(None, ("frustrating",), escalation="caller_frustrated"),
+        ),
+    ),
+    conv(
         "no_progress",
         ("where is my order", Expect("order_status")),
         ("nine nine nine nine one", Expect(None, ("can't find",))),
