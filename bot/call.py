@@ -8,6 +8,7 @@ voice loop with final transcripts.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -30,7 +31,9 @@ from bot.events import (
     EventListener,
     TranscriptFinal,
 )
+from bot.handoff import TranscriptLine, build_handoff
 from bot.model_store import resolve_model
+from bot.queue import AgentQueue
 from bot.settings import Settings
 from bot.store import CallStore
 
@@ -97,6 +100,11 @@ class Call:
     # channel's simulated clock for calls from files.
     clock: Callable[[], int] | None = None
     caller_turns: list[CallerTurn] = field(default_factory=list)
+    channel: str = "text"
+    caller_number: str | None = None
+    transcript: list[TranscriptLine] = field(default_factory=list)
+    intents: list[dict[str, Any]] = field(default_factory=list)
+    queue_item_id: int | None = None
     _started: float = field(default_factory=time.monotonic)
 
     def t_ms(self) -> int:
@@ -118,11 +126,13 @@ class CallEngine:
         self._dialogue: Dialogue | None = None
         self.store: CallStore | None = None
         self._rules: EscalationRules | None = None
+        self.queue: AgentQueue | None = None
 
     def start(self) -> None:
         settings = self._settings
         self._rules = EscalationRules.from_mapping(settings.escalation)
         self.store = CallStore(settings.store_url)
+        self.queue = AgentQueue(settings.store_url)
         model = resolve_model(settings.project_dir, settings.models_dir, settings.dialogue.model)
         actions_url = settings.dialogue.actions_url
         if not actions_url:
@@ -144,6 +154,8 @@ class CallEngine:
             self._action_server.stop()
         if self.store is not None:
             self.store.close()
+        if self.queue is not None:
+            self.queue.close()
 
     @property
     def dialogue(self) -> Dialogue:
@@ -162,7 +174,10 @@ class CallEngine:
     ) -> Call:
         every = [self.store.listener] if self.store is not None else []
         call = Call(
-            call_id=uuid.uuid4().hex[:16], listeners=every + list(listeners or []), clock=clock
+            call_id=uuid.uuid4().hex[:16],
+            listeners=every + list(listeners or []),
+            clock=clock,
+            channel=channel,
         )
         call.emit(CallStarted(call.call_id, 0, channel))
         return call
@@ -177,14 +192,56 @@ class CallEngine:
         said = await self.dialogue.escalate(call.call_id, reason)
         return dataclasses.replace(reply, bot=(*reply.bot, said), escalation_reason=reason)
 
-    async def escalate(self, call: Call, reason: str) -> str:
+    async def escalate(self, call: Call, reason: str) -> list[str]:
         """Escalates outside the dialogue's own rules (for example speech never
         understood); returns what the bot says."""
-        text = await self.dialogue.escalate(call.call_id, reason)
+        said = [await self.dialogue.escalate(call.call_id, reason)]
         if call.escalation_reason is None:
+            said.extend(await self._hand_over(call, reason))
             call.escalation_reason = reason
             call.emit(Escalated(call.call_id, call.t_ms(), reason))
-        return text
+        return said
+
+    async def _hand_over(self, call: Call, reason: str) -> list[str]:
+        """Queues the call (or its callback) for an agent with the handoff
+        package; returns what the caller is told about the wait."""
+        if self.queue is None or self._rules is None:
+            return []
+        rule = self._rules.rule(reason)
+        skill = self._rules.skill_for([i["intent"] for i in call.intents])
+        slots = await self.dialogue.slots(call.call_id)
+        handoff = build_handoff(
+            call.call_id, reason, rule.priority, skill, call.intents, call.transcript, slots,
+            call.caller_number, call.channel,
+        )  # fmt: skip
+        queue = self.queue
+        loop = asyncio.get_running_loop()
+        try:
+            item = await loop.run_in_executor(
+                None,
+                lambda: queue.enqueue(
+                    call.call_id,
+                    rule.kind,
+                    reason,
+                    rule.priority,
+                    skill,
+                    handoff.caller_number,
+                    handoff.to_dict(),
+                    handoff.summary,
+                ),  # fmt: skip
+            )
+            wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
+        except Exception as exc:  # a dead queue database must not drop the caller
+            log.error("call %s could not be queued: %s", call.call_id, exc)
+            return [self.dialogue.response_text("utter_queue_unavailable")]
+        call.queue_item_id = item.id
+        if rule.kind == "callback":
+            return []
+        return [
+            self.dialogue.response_text("utter_queue_position").format(
+                position=item.position, wait=speak_wait(wait)
+            )
+        ]
 
     async def turn(
         self,
@@ -213,7 +270,13 @@ class CallEngine:
             if reply.failed_actions and self._action_server is not None:
                 self._action_server.ensure_running()
             call.caller_turns.append(CallerTurn(utterance, reply.intent, loudness_dbfs))
+            call.intents.append({"intent": reply.intent, "confidence": reply.confidence})
+            call.transcript.append(TranscriptLine(call.t_ms(), "caller", utterance))
             reply = await self._apply_escalation_rules(call, reply)
+            if reply.escalation_reason and call.escalation_reason is None:
+                told = await self._hand_over(call, reply.escalation_reason)
+                reply = dataclasses.replace(reply, bot=(*reply.bot, *told))
+            call.transcript.extend(TranscriptLine(call.t_ms(), "bot", b) for b in reply.bot)
         dialogue_ms = (time.perf_counter() - started) * 1000
         call.emit(
             BotTurn(
@@ -249,3 +312,13 @@ class CallEngine:
         if not call.ended:
             call.ended = True
             call.emit(CallEnded(call.call_id, call.t_ms(), reason, recording_path))
+
+
+def speak_wait(seconds: float) -> str:
+    """An estimated wait as the caller hears it."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes == 1:
+        return "about one minute"
+    return f"about {minutes} minutes"

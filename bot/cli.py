@@ -198,6 +198,68 @@ def _cmd_devices(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from bot.queue import AgentQueue
+
+    queue = AgentQueue(settings.store_url)
+    try:
+        items = queue.waiting()
+    finally:
+        queue.close()
+    for item in items:
+        row = {
+            "call_id": item.call_id,
+            "kind": item.kind,
+            "reason": item.reason,
+            "priority": item.priority,
+            "position": item.position,
+            "waiting_seconds": round(item.waiting_seconds or 0.0, 1),
+            "summary": item.summary,
+        }
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            print(
+                f"{item.position:3d}. [{item.kind} p{item.priority} {item.skill}] "
+                f"{item.reason}, waiting {row['waiting_seconds']:.0f} s: {item.summary}"
+            )
+    return 0
+
+
+def _cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from bot.queue import AgentQueue, QueueError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if password != getpass.getpass("Again: "):
+            raise CliError("the passwords differ")
+    if len(password) < 8:
+        raise CliError("a password needs at least 8 characters")
+    skills = [s.strip() for s in args.skills.split(",") if s.strip()]
+    queue = AgentQueue(settings.store_url)
+    try:
+        agent = queue.add_agent(args.name, password, args.role, skills)
+    except QueueError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        queue.close()
+    print(f"{agent.name} ({agent.role}; skills {', '.join(agent.skills)}) can now log in")
+    return 0
+
+
+def _cmd_console(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.console import ConsoleSettings, run_console
+
+    run_console(ConsoleSettings(database_url=settings.store_url, host=args.host, port=args.port))
+    return 0
+
+
 def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
     from bot.model_store import ModelError, data_fingerprint, list_models, train_model
 
@@ -274,6 +336,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = sub.add_parser("devices", help="list sound devices (< input, > output default)")
     devices.set_defaults(handler=_cmd_devices)
+
+    queue = sub.add_parser("queue", help="the human-agent queue")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
+    listing = queue_sub.add_parser("list", help="waiting calls and callbacks, next first")
+    listing.add_argument("--json", action="store_true", help="one JSON object per item")
+    queue.set_defaults(handler=_cmd_queue)
+
+    agents = sub.add_parser("agents", help="console accounts")
+    agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    add = agents_sub.add_parser("add", help="create an account (asks for its password)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["agent", "supervisor", "trainer", "admin"], required=True)
+    add.add_argument("--skills", default="general,orders,billing", help="comma-separated")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    agents.set_defaults(handler=_cmd_agents)
+
+    console = sub.add_parser("console", help="the agents' web console")
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=8080)
+    console.set_defaults(handler=_cmd_console)
 
     models = sub.add_parser("models", help="dialogue and speech models in models/")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -168,6 +168,11 @@ class Dialogue:
             requested_slot=tracker.get_slot("requested_slot") if tracker.active_loop_name else None,
         )
 
+    async def slots(self, call_id: str) -> dict[str, Any]:
+        """The call's slot values (order number, e-mail...)."""
+        tracker = await self._tracker(call_id)
+        return dict(tracker.current_slot_values())
+
     async def escalate(self, call_id: str, reason: str) -> str:
         """Marks the call escalated for a reason found outside the dialogue."""
         tracker = await self._tracker(call_id)

@@ -355,7 +355,7 @@ class CallSession:
         await self._apply_grammar()
         if self._low_confidence_streak >= 2:
             said = await self.engine.escalate(self.call, "repeated_fallback")
-            self._start_speaking([said], None, then_end="transferred")
+            self._start_speaking(said, None, then_end="transferred")
         else:
             self._start_speaking([self.engine.dialogue.response_text("utter_ask_again")], None)
 
