@@ -269,7 +269,9 @@ class CallEngine:
             reply = await self.dialogue.respond(call.call_id, utterance)
             if reply.failed_actions and self._action_server is not None:
                 self._action_server.ensure_running()
-            call.caller_turns.append(CallerTurn(utterance, reply.intent, loudness_dbfs))
+            call.caller_turns.append(
+                CallerTurn(utterance, reply.intent, loudness_dbfs, reply.ticket_filed)
+            )
             call.intents.append({"intent": reply.intent, "confidence": reply.confidence})
             call.transcript.append(TranscriptLine(call.t_ms(), "caller", utterance))
             reply = await self._apply_escalation_rules(call, reply)

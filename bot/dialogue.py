@@ -55,6 +55,7 @@ class DialogueReply:
     hang_up: bool = False
     failed_actions: tuple[str, ...] = field(default_factory=tuple)
     requested_slot: str | None = None
+    ticket_filed: bool = False
 
 
 def entity_values(entities: list[dict[str, Any]]) -> dict[str, str | list[str]]:
@@ -166,6 +167,7 @@ class Dialogue:
             hang_up=bool(HANG_UP_RESPONSES.intersection(responses)),
             failed_actions=tuple(failures),
             requested_slot=tracker.get_slot("requested_slot") if tracker.active_loop_name else None,
+            ticket_filed=tracker.get_slot("ticket_id") != before.get_slot("ticket_id"),
         )
 
     async def slots(self, call_id: str) -> dict[str, Any]:

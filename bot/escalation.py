@@ -5,8 +5,8 @@ reads them and applies the two reasons the dialogue itself does not raise:
 
 - ``complaint``: a complaint serious enough for a person: the caller's words
   include one of ``serious_complaint_words`` (legal action, injury, safety,
-  fraud...), whatever the intent, or it is the caller's
-  ``repeat_complaints``-th complaint in the call. The complaint is filed (the
+  fraud...), whatever the intent, or the bot has filed
+  ``repeat_complaints`` complaint tickets in the call. The complaint is filed (the
   caller hears the ticket number) and then the call goes to a person.
 - ``caller_frustrated``: ``negative_turns`` caller turns with a negative
   word (``frustration_words``), or a turn shouted (speech louder than
@@ -121,6 +121,8 @@ class CallerTurn:
     text: str
     intent: str
     loudness_dbfs: float | None = None
+    # The bot filed a complaint ticket on this turn.
+    complaint_filed: bool = False
 
 
 def detect(rules: EscalationRules, turns: Sequence[CallerTurn]) -> str | None:
@@ -130,7 +132,7 @@ def detect(rules: EscalationRules, turns: Sequence[CallerTurn]) -> str | None:
     latest = turns[-1]
     if any(rules.is_serious_complaint(t.text) for t in turns):
         return "complaint"
-    if sum(1 for t in turns if t.intent == "complaint") >= rules.repeat_complaints:
+    if sum(1 for t in turns if t.complaint_filed) >= rules.repeat_complaints:
         return "complaint"
     if sum(1 for t in turns if rules.is_negative(t.text)) >= rules.negative_turns:
         return "caller_frustrated"

@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Speech (espeak-ng), sound devices (PortAudio, and PulseAudio through ALSA,
-# which the sound-card tests also start on their own).
-SYSTEM_PACKAGES=(espeak-ng libespeak-ng1 libportaudio2 pulseaudio libasound2-plugins alsa-utils)
+# which the sound-card tests also start on their own), and the browser the
+# console's tests drive (Debian's chromium; Playwright never downloads one).
+SYSTEM_PACKAGES=(espeak-ng libespeak-ng1 libportaudio2 pulseaudio libasound2-plugins alsa-utils
+  chromium)
 VENV=.venv
 
 missing=()

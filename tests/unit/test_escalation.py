@@ -74,6 +74,16 @@ def test_detect(rules: EscalationRules, call: list[tuple[str, str]], reason: str
     assert detect(rules, turns(*call)) == reason
 
 
+def test_a_second_filed_complaint_goes_to_a_person(rules: EscalationRules) -> None:
+    first = [
+        CallerTurn("i want to complain", "complaint"),
+        CallerTurn("rude driver", "complaint", complaint_filed=True),
+    ]
+    assert detect(rules, first) is None
+    second = [*first, CallerTurn("and the box was wet", "complaint", complaint_filed=True)]
+    assert detect(rules, second) == "complaint"
+
+
 def test_shouting_is_frustration(rules: EscalationRules) -> None:
     loud = CallerTurn("where is my parcel", "delivery_problem", loudness_dbfs=-3.0)
     calm = CallerTurn("where is my parcel", "delivery_problem", loudness_dbfs=-25.0)

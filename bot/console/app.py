@@ -1,0 +1,283 @@
+"""The agents' web console: one FastAPI app for agents, supervisors and trainers.
+
+Agents watch the queue live, take calls, read the bot's handoff and the live
+transcript, talk to the caller through the bot and resolve the call.
+Supervisors also see today's figures; trainers get their own page. Everything
+(HTML, CSS, JS) is served by the app itself: no external resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bot.console import calls
+from bot.console.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    ConsoleError,
+    SessionStore,
+    new_token,
+    require_area,
+    tokens_match,
+)
+from bot.console.chart import hourly_bars_svg
+from bot.console.live import QueueChangeFeed, TurnReader
+from bot.console.views import SETTABLE_STATES, metric_cards
+from bot.console.web import (
+    STATIC_DIR,
+    TEMPLATES_DIR,
+    ConsoleParts,
+    PostedBySignedIn,
+    SignedIn,
+    home_path,
+    parts_of,
+    redirect,
+    render,
+    safe_local_path,
+)
+from bot.queue import AgentQueue, QueueSettings, QueueWatcher
+from bot.queue.schema import WRITE_OPTION
+from bot.store import create_db_engine
+
+LOGIN_TOKEN_SECONDS = 3600
+
+# The browser may load nothing from anywhere but this console.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The console's settings. ``database_url`` is the queue's database (agents,
+    items, and the console's sessions); ``calls_database_url`` the call store's
+    (for live transcripts), "" when it is the same database."""
+
+    database_url: str
+    calls_database_url: str = ""
+    session_minutes: float = 480.0
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Calls answered within this many seconds count towards the service level.
+    service_level_seconds: float = 20.0
+    # Send cookies over HTTPS only (set when a TLS proxy fronts the console).
+    secure_cookies: bool = False
+    # How often an open call page's stream looks for new turns.
+    transcript_poll_seconds: float = 0.25
+    queue: QueueSettings = QueueSettings()
+
+
+class _SecurityHeaders:
+    """Adds the security headers, and ``no-store`` to everything but static files."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        is_static = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                if not is_static and not any(name == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self._app(scope, receive, send_with_headers)
+
+
+def _set_session_cookie(response: Response, value: str, max_age_seconds: int, secure: bool) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=max_age_seconds,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+    )
+
+
+def create_app(settings: ConsoleSettings) -> FastAPI:
+    """The console app; opens the databases and creates the session table now."""
+    queue = AgentQueue(settings.database_url, settings.queue)
+    writes = queue.engine.execution_options(**{WRITE_OPTION: True})
+    sessions = SessionStore(queue.engine, settings.session_minutes, write_engine=writes)
+    sessions.create_table()
+    calls_engine = (
+        create_db_engine(settings.calls_database_url)
+        if settings.calls_database_url
+        else queue.engine
+    )
+    feed = QueueChangeFeed(lambda: QueueWatcher(settings.database_url, settings.queue))
+    parts = ConsoleParts(
+        queue=queue,
+        sessions=sessions,
+        turn_reader=TurnReader(calls_engine),
+        feed=feed,
+        templates=Jinja2Templates(directory=str(TEMPLATES_DIR)),
+        service_level_seconds=settings.service_level_seconds,
+        transcript_poll_seconds=settings.transcript_poll_seconds,
+        secure_cookies=settings.secure_cookies,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await feed.start()
+        try:
+            yield
+        finally:
+            await feed.stop()
+            if calls_engine is not queue.engine:
+                calls_engine.dispose()
+            queue.close()
+
+    app = FastAPI(
+        title="Hotline console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.console = parts
+    app.add_middleware(_SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(calls.router)
+    _add_account_routes(app)
+    _add_area_routes(app)
+
+    @app.exception_handler(ConsoleError)
+    async def refused(request: Request, error: ConsoleError) -> Response:
+        if error.code == "not_signed_in":
+            response = RedirectResponse("/login", status_code=303)
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+        title = {403: "Not allowed", 404: "Not found"}.get(error.status, "Refused")
+        return render(
+            request,
+            "error.html",
+            {"title": title, "message": str(error), "error_code": error.code},
+            status_code=error.status,
+        )
+
+    return app
+
+
+def _add_account_routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def home(session: SignedIn) -> RedirectResponse:
+        return redirect(home_path(session))
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request) -> Response:
+        parts = parts_of(request)
+        session = parts.sessions.find(request.cookies.get(SESSION_COOKIE))
+        if session is not None:
+            return redirect(home_path(session))
+        return _login_form(request, parts, error="", name="", status_code=200)
+
+    @app.post("/login", response_class=HTMLResponse)
+    def login(
+        request: Request,
+        name: Annotated[str, Form()] = "",
+        password: Annotated[str, Form()] = "",
+        csrf_token: Annotated[str, Form()] = "",
+    ) -> Response:
+        parts = parts_of(request)
+        if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
+            raise ConsoleError("csrf_failed", 403, "The login form expired; please try again.")
+        agent = parts.queue.verify_password(name.strip(), password) if password else None
+        if agent is None:
+            error = "Wrong name or password."
+            return _login_form(request, parts, error=error, name=name, status_code=401)
+        parts.sessions.end(request.cookies.get(SESSION_COOKIE))  # no two sessions per browser
+        session_id, session = parts.sessions.start(str(agent.id), agent.name, agent.role)
+        response = redirect(home_path(session))
+        _set_session_cookie(
+            response, session_id, parts.sessions.lifetime_seconds, parts.secure_cookies
+        )
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, session: PostedBySignedIn) -> RedirectResponse:
+        parts = parts_of(request)
+        parts.sessions.end(request.cookies.get(SESSION_COOKIE))
+        agent = parts.queue.agent(int(session.agent_id)) if session.may_open("queue") else None
+        if agent is not None and agent.state in ("available", "wrap_up"):
+            parts.queue.set_agent_state(agent.id, "offline")
+        response = redirect("/login")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.post("/agent/state")
+    def set_state(
+        request: Request,
+        session: PostedBySignedIn,
+        state: Annotated[str, Form()] = "",
+        next_path: Annotated[str, Form(alias="next")] = "",
+    ) -> RedirectResponse:
+        require_area(session, "queue")
+        if state not in dict(SETTABLE_STATES):
+            raise ConsoleError("invalid", 400, f"Unknown state {state!r}.")
+        parts_of(request).queue.set_agent_state(int(session.agent_id), state)
+        return redirect(safe_local_path(next_path, "/queue"), "state_set")
+
+
+def _login_form(
+    request: Request, parts: ConsoleParts, error: str, name: str, status_code: int
+) -> Response:
+    login_token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
+    response = render(
+        request,
+        "login.html",
+        {"login_token": login_token, "error": error, "name": name},
+        status_code=status_code,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        login_token,
+        max_age=LOGIN_TOKEN_SECONDS,
+        path="/login",
+        httponly=True,
+        samesite="strict",
+        secure=parts.secure_cookies,
+    )
+    return response
+
+
+def _add_area_routes(app: FastAPI) -> None:
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(request: Request, session: SignedIn) -> Response:
+        require_area(session, "dashboard")
+        parts = parts_of(request)
+        metrics = parts.queue.metrics_today(parts.service_level_seconds)
+        counts = [hour.enqueued for hour in metrics.hourly]
+        context = {
+            "area": "dashboard",
+            "metrics": metric_cards(metrics),
+            "chart_svg": hourly_bars_svg(counts, "Calls and callbacks queued per hour today"),
+        }
+        return render(request, "dashboard.html", context, session)
+
+    @app.get("/training", response_class=HTMLResponse)
+    def training(request: Request, session: SignedIn) -> Response:
+        require_area(session, "training")
+        return render(request, "training.html", {"area": "training"}, session)

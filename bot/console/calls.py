@@ -1,0 +1,163 @@
+"""The queue and call pages: the live waiting list, taking calls, the call
+page with its handoff and live transcript, talking to the caller, resolving."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from bot.console.auth import ConsoleError, ConsoleSession
+from bot.console.live import SSE_HEADERS, queue_stream, turn_stream
+from bot.console.views import DISPOSITION_CODES, DISPOSITIONS, call_view, queue_row
+from bot.console.web import PostedByQueueUser, QueueUser, parts_of, redirect, render
+from bot.queue import QueueError, QueueItem
+
+router = APIRouter()
+
+# Roles that may read any call's page (agents read only the calls they took).
+OVERSEEING_ROLES = frozenset({"supervisor", "admin"})
+
+
+def _event_stream(body: Any) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/queue", response_class=HTMLResponse)
+def queue_page(request: Request, session: QueueUser) -> Response:
+    rows = [queue_row(item) for item in parts_of(request).queue.waiting()]
+    return render(request, "queue.html", {"area": "queue", "items": rows}, session)
+
+
+@router.get("/queue/snapshot")
+def queue_snapshot(request: Request, _session: QueueUser) -> JSONResponse:
+    rows = [queue_row(item) for item in parts_of(request).queue.waiting()]
+    return JSONResponse({"items": rows})
+
+
+@router.get("/queue/events")
+def queue_events(request: Request, _session: QueueUser) -> StreamingResponse:
+    return _event_stream(queue_stream(parts_of(request).feed))
+
+
+@router.post("/queue/take-next")
+def take_next(request: Request, session: PostedByQueueUser) -> Response:
+    item = parts_of(request).queue.claim_next(int(session.agent_id))
+    if item is None:
+        return redirect("/queue", "queue_empty")
+    return redirect(f"/calls/{item.id}")
+
+
+@router.post("/queue/{item_id}/take")
+def take(request: Request, item_id: int, session: PostedByQueueUser) -> Response:
+    try:
+        item = parts_of(request).queue.claim(item_id, int(session.agent_id))
+    except QueueError as refused:
+        if refused.code == "no_such_item":
+            raise ConsoleError("no_such_item", 404, f"There is no queue item {item_id}.") from None
+        raise
+    if item is None:
+        return redirect("/queue", "already_taken")
+    return redirect(f"/calls/{item.id}")
+
+
+def _readable_item(request: Request, item_id: int, session: ConsoleSession) -> QueueItem:
+    """The item, if this person may read its call page."""
+    item = parts_of(request).queue.item(item_id)
+    if item is None:
+        raise ConsoleError("no_such_item", 404, f"There is no queue item {item_id}.")
+    if item.claimed_by != int(session.agent_id) and session.role not in OVERSEEING_ROLES:
+        raise ConsoleError("not_your_call", 403, "This call is not with you.")
+    return item
+
+
+@router.get("/calls/{item_id}", response_class=HTMLResponse)
+def call_page(request: Request, item_id: int, session: QueueUser) -> Response:
+    parts = parts_of(request)
+    item = _readable_item(request, item_id, session)
+    claimer = parts.queue.agent(item.claimed_by) if item.claimed_by is not None else None
+    call = call_view(item, int(session.agent_id), claimer)
+    every_turn = parts.turn_reader.turns(item.call_id)
+    # The handoff has the conversation until the escalation; the live part
+    # is what the caller said since.
+    since_handoff = [turn for turn in every_turn if turn["created_at"] >= item.enqueued_at]
+    last_turn_index = every_turn[-1]["turn_index"] if every_turn else -1
+    pending = parts.queue.pending_messages(item.call_id) if call["active"] else []
+    context = {
+        "area": "queue",
+        "call": call,
+        "turns": since_handoff,
+        "last_turn_index": last_turn_index,
+        "sent": [message.text for message in pending],
+        "dispositions": DISPOSITIONS,
+    }
+    return render(request, "call.html", context, session)
+
+
+@router.get("/calls/{item_id}/events")
+def call_events(
+    request: Request,
+    session: QueueUser,
+    item_id: int,
+    after: int = -1,
+) -> StreamingResponse:
+    item = _readable_item(request, item_id, session)
+    # A reconnecting browser says which turn it saw last.
+    last_seen = request.headers.get("last-event-id", "")
+    if last_seen.isdigit():
+        after = max(after, int(last_seen))
+    parts = parts_of(request)
+    stream = turn_stream(parts.turn_reader, item.call_id, after, parts.transcript_poll_seconds)
+    return _event_stream(stream)
+
+
+@router.post("/calls/{item_id}/say")
+def say_to_caller(
+    request: Request,
+    session: PostedByQueueUser,
+    item_id: int,
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    item = _readable_item(request, item_id, session)
+    if not text.strip():
+        return redirect(f"/calls/{item_id}", "empty_message")
+    try:
+        parts_of(request).queue.send_to_caller(item.call_id, int(session.agent_id), text)
+    except QueueError as refused:
+        if refused.code == "not_claimed":
+            return redirect(f"/calls/{item_id}", "not_yours")
+        raise
+    return redirect(f"/calls/{item_id}", "sent")
+
+
+@router.post("/calls/{item_id}/return")
+def send_back_to_bot(request: Request, item_id: int, session: PostedByQueueUser) -> Response:
+    _readable_item(request, item_id, session)
+    try:
+        parts_of(request).queue.return_to_bot(item_id, int(session.agent_id))
+    except QueueError as refused:
+        if refused.code in ("not_claimed", "claimed_by_other"):
+            return redirect(f"/calls/{item_id}", "not_yours")
+        raise
+    return redirect("/queue", "returned")
+
+
+@router.post("/calls/{item_id}/resolve")
+def resolve(
+    request: Request,
+    session: PostedByQueueUser,
+    item_id: int,
+    disposition: Annotated[str, Form()] = "",
+    notes: Annotated[str, Form()] = "",
+) -> Response:
+    _readable_item(request, item_id, session)
+    if disposition not in DISPOSITION_CODES:
+        return redirect(f"/calls/{item_id}", "bad_disposition")
+    try:
+        parts_of(request).queue.resolve(item_id, int(session.agent_id), disposition, notes.strip())
+    except QueueError as refused:
+        if refused.code in ("not_claimed", "claimed_by_other"):
+            return redirect(f"/calls/{item_id}", "not_yours")
+        raise
+    return redirect("/queue", "resolved")

@@ -1,0 +1,193 @@
+"""Live updates for the console's pages, sent as Server-Sent Events.
+
+Queue changes: one ``QueueWatcher`` per console process, waiting in its own
+thread, hands each batch of change ids to the event loop, which passes the
+latest id to every open queue stream. Call transcripts: the call store has no
+notifications, so each open call stream reads the new turns of its call every
+``transcript_poll_seconds``, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from bot.console.views import turn_view
+from bot.queue import QueueWatcher
+from bot.store import turns
+
+log = logging.getLogger(__name__)
+
+# A comment line now and then keeps idle streams open through proxies, and
+# lets the server notice a browser that went away.
+KEEPALIVE_SECONDS = 15.0
+# A subscriber that falls this far behind loses old ids: it only needs to know
+# that something changed, and will read the whole queue anyway.
+SUBSCRIBER_BACKLOG = 16
+
+
+def sse_message(event: str, data: Any, event_id: int | None = None) -> str:
+    """One Server-Sent Event: a name, one line of JSON data, an optional id."""
+    lines = [f"event: {event}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append(f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}")
+    return "\n".join(lines) + "\n\n"
+
+
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+class QueueChangeFeed:
+    """Fans a queue watcher's change ids out to asyncio subscribers."""
+
+    def __init__(self, watcher_factory: Callable[[], QueueWatcher]) -> None:
+        self._watcher_factory = watcher_factory
+        self._watcher: QueueWatcher | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscribers: set[asyncio.Queue[int]] = set()
+        self._stopping = threading.Event()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._watcher = await run_in_threadpool(self._watcher_factory)
+        self._thread = threading.Thread(
+            target=self._watch, args=(self._watcher,), name="console-queue-watch", daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._thread is not None:
+            await run_in_threadpool(self._thread.join, 5.0)
+        self._watcher = None
+        self._thread = None
+
+    def subscribe(self) -> asyncio.Queue[int]:
+        subscriber: asyncio.Queue[int] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: asyncio.Queue[int]) -> None:
+        self._subscribers.discard(subscriber)
+
+    def _watch(self, watcher: QueueWatcher) -> None:
+        loop = self._loop
+        assert loop is not None
+        while True:
+            try:
+                found = watcher.wait(timeout_seconds=1.0)
+            except Exception:  # a database hiccup must not end live updates for good
+                log.exception("queue watcher failed; retrying")
+                if self._stopping.wait(1.0):
+                    return
+                continue
+            if self._stopping.is_set():
+                return
+            if found:
+                try:
+                    loop.call_soon_threadsafe(self._publish, found[-1])
+                except RuntimeError:  # the loop closed under us: the console is stopping
+                    return
+
+    def _publish(self, change_id: int) -> None:
+        for subscriber in list(self._subscribers):
+            # A full backlog has plenty to wake its reader up for already.
+            with contextlib.suppress(asyncio.QueueFull):
+                subscriber.put_nowait(change_id)
+
+
+async def queue_stream(
+    feed: QueueChangeFeed, keepalive_seconds: float = KEEPALIVE_SECONDS
+) -> AsyncIterator[str]:
+    """A queue page's stream: an event after each queue change."""
+    subscriber = feed.subscribe()
+    try:
+        yield "retry: 1000\n\n"
+        while True:
+            try:
+                change_id = await asyncio.wait_for(subscriber.get(), keepalive_seconds)
+            except asyncio.TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            yield sse_message("queue", {"change": change_id}, change_id)
+    finally:
+        feed.unsubscribe(subscriber)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands DateTime values back without a zone; the call store writes UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class TurnReader:
+    """Reads a call's turns from the call store's ``turns`` table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _has_turns_table(self) -> bool:
+        with self._engine.connect() as conn:
+            return bool(sa.inspect(conn).has_table(turns.name))
+
+    def turns(self, call_id: str, after_index: int = -1) -> list[dict[str, Any]]:
+        """The call's turns after ``after_index``, in order, as the pages show them,
+        each with its ``created_at``."""
+        query = (
+            sa.select(
+                turns.c.turn_index,
+                turns.c.t_ms,
+                turns.c.created_at,
+                turns.c.transcript,
+                turns.c.bot_text,
+            )
+            .where(turns.c.call_id == call_id, turns.c.turn_index > after_index)
+            .order_by(turns.c.turn_index)
+        )
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(query).mappings().all()
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            # No call store in this database yet: no bot has stored a call.
+            if not self._has_turns_table():
+                return []
+            raise
+        return [{**turn_view(row), "created_at": _as_utc(row["created_at"])} for row in rows]
+
+
+async def turn_stream(
+    reader: TurnReader,
+    call_id: str,
+    after_index: int,
+    poll_seconds: float,
+    keepalive_seconds: float = KEEPALIVE_SECONDS,
+) -> AsyncIterator[str]:
+    """A call page's stream: each new turn of the call, once."""
+    yield "retry: 1000\n\n"
+    quiet_seconds = 0.0
+    while True:
+        found = await run_in_threadpool(reader.turns, call_id, after_index)
+        for turn in found:
+            after_index = turn["turn_index"]
+            shown = {key: value for key, value in turn.items() if key != "created_at"}
+            yield sse_message("turn", shown, after_index)
+        if found:
+            quiet_seconds = 0.0
+        elif quiet_seconds >= keepalive_seconds:
+            quiet_seconds = 0.0
+            yield ": keepalive\n\n"
+        await asyncio.sleep(poll_seconds)
+        quiet_seconds += poll_seconds

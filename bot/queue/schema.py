@@ -1,0 +1,160 @@
+"""The queue's tables and its database engine.
+
+SQLite (one file, WAL) or PostgreSQL, chosen by the URL. On SQLite every write
+transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock before the
+first read, so two processes can never read the same waiting item and then both
+claim it, and a transaction never has to upgrade a read lock (which SQLite
+refuses with "database is locked" instead of waiting).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+# Execution option that marks a connection whose transactions will write.
+WRITE_OPTION = "queue_write"
+
+ITEM_KINDS = ("call", "callback")
+ITEM_STATUSES = ("waiting", "claimed", "resolved", "abandoned", "returned")
+FINAL_STATUSES = ("resolved", "abandoned", "returned")
+AGENT_ROLES = ("agent", "supervisor", "trainer", "admin")
+AGENT_STATES = ("available", "on_call", "wrap_up", "offline")
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in and out, on both backends.
+
+    SQLite keeps datetimes as naive ISO strings (which sort correctly as long
+    as every value is UTC); PostgreSQL keeps ``timestamptz``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"queue times must be timezone-aware datetimes, got {value!r}")
+        utc = value.astimezone(timezone.utc)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+metadata = sa.MetaData()
+
+agents = sa.Table(
+    "queue_agents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    # JSON list of skill names.
+    sa.Column("skills", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("state_since", UtcDateTime, nullable=False),
+)
+
+items = sa.Table(
+    "queue_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("skill", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("enqueued_at", UtcDateTime, nullable=False),
+    sa.Column("claimed_at", UtcDateTime),
+    sa.Column("claimed_by", sa.Integer, sa.ForeignKey("queue_agents.id")),
+    # When the item reached its final status: resolved, returned or abandoned.
+    sa.Column("resolved_at", UtcDateTime),
+    sa.Column("disposition", sa.String(64)),
+    sa.Column("notes", sa.Text),
+    sa.Column("caller_number", sa.String(64)),
+    # JSON: intents with confidences, collected details, timed transcript, summary.
+    sa.Column("handoff", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("abandoned_wait_seconds", sa.Float),
+    # The claim query's order, among waiting items of one skill.
+    sa.Index("ix_queue_items_waiting", "status", "skill", "priority", "enqueued_at"),
+)
+
+changes = sa.Table(
+    "queue_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Integer),
+    sa.Column("agent_id", sa.Integer),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+messages = sa.Table(
+    "queue_agent_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("call_id", sa.String(64), nullable=False),
+    sa.Column("agent_id", sa.Integer, sa.ForeignKey("queue_agents.id"), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("delivered_at", UtcDateTime),
+    sa.Index("ix_queue_agent_messages_pending", "call_id", "delivered_at"),
+)
+
+# Any fixed number: the advisory lock that serialises table creation on PostgreSQL.
+_CREATE_LOCK_KEY = 0x766F_6963_6571
+
+
+def create_queue_engine(url: str, **engine_options: Any) -> Engine:
+    """An engine for the URL. SQLite: WAL, foreign keys, and our own BEGIN
+    (``BEGIN IMMEDIATE`` on connections with the write option)."""
+    if not url.startswith("sqlite"):
+        options = {"pool_pre_ping": True, **engine_options}
+        return sa.create_engine(url, future=True, **options)
+    database = url.split(":///", 1)[1] if ":///" in url else ""
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # A pool of open connections (SQLAlchemy 1.4 would reconnect for every
+    # transaction), each used by one thread at a time.
+    options = {"poolclass": sa.pool.QueuePool, **engine_options}
+    connect_args = {"timeout": 30, "check_same_thread": False, **options.pop("connect_args", {})}
+    engine = sa.create_engine(url, future=True, connect_args=connect_args, **options)
+
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling would start transactions late
+        # (at the first write); we emit BEGIN ourselves instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _sqlite_begin(conn: Connection) -> None:
+        writes = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+    return engine
+
+
+def create_tables(engine: Engine) -> None:
+    """Creates missing tables; safe when several processes start at once."""
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK_KEY)))
+        metadata.create_all(conn)
