@@ -52,11 +52,6 @@ def test_skill_follows_the_latest_task(
     [
         ([("i want to complain", "complaint"), ("the heater caught fire", "inform")], "complaint"),
         ([("my solicitor will hear about this", "complaint")], "complaint"),
-        ([("the kettle gave me an electric shock", "delivery_problem")], "complaint"),
-        (
-            [("i want to complain", "complaint"), ("and another complaint", "complaint")],
-            "complaint",
-        ),
         (
             [("this is useless", "deny"), ("what a waste of time", "out_of_scope")],
             "caller_frustrated",
