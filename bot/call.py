@@ -310,6 +310,15 @@ class CallEngine:
             responses=reply.responses,
         )
 
+    def record_caller_speech(self, call: Call, text: str, confidence: float) -> None:
+        """What the caller says on hold: kept for the agent, not sent to the dialogue."""
+        call.emit(TranscriptFinal(call.call_id, call.t_ms(), text, confidence))
+        call.emit(BotTurn(call.call_id, call.t_ms(), user=text, intent="on_hold"))
+        call.transcript.append(TranscriptLine(call.t_ms(), "caller", text))
+
+    def record_agent_speech(self, call: Call, text: str) -> None:
+        call.transcript.append(TranscriptLine(call.t_ms(), "agent", text))
+
     def end_call(self, call: Call, reason: str, recording_path: str | None = None) -> None:
         if not call.ended:
             call.ended = True

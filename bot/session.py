@@ -33,6 +33,7 @@ from bot.events import (
     TranscriptPartial,
 )
 from bot.expectations import Expectation, expectation_for
+from bot.hold import HoldLine, abandon_quietly, hold_chunks
 from bot.pcm import FRAME_MS
 from bot.recording import CallRecorder
 
@@ -110,9 +111,12 @@ class VoiceSettings:
     # After a turn ends early (a complete order number in the partial result),
     # the caller's speech until this much silence still belongs to that turn.
     early_end_hangover_ms: int = 100
-    # The bot stops talking once a transfer message is spoken, until the
-    # agent queue takes the call over.
+    # Without an agent queue the call ends once the transfer message is
+    # spoken; with one, the caller waits on hold (music, their place in line,
+    # and whatever the agent types, spoken).
     end_call_on_escalation: bool = True
+    hold_announce_seconds: float = 30.0
+    hold_poll_seconds: float = 1.0
 
 
 class CallSession:
@@ -130,7 +134,7 @@ class CallSession:
         echo: EchoCanceller | None = None,
         recordings_dir: Path | None = None,
         listeners: list[EventListener] | None = None,
-        executor_run: Callable[..., asyncio.Future[object]] | None = None,
+        hold_pcm: bytes | None = None,
     ) -> None:
         self.engine = engine
         self.channel = channel
@@ -142,6 +146,7 @@ class CallSession:
         self.echo = echo
         self.recordings_dir = recordings_dir
         self._listeners = list(listeners or [])
+        self.hold_pcm = hold_pcm
         self.call: Call | None = None
         self._pre_roll: collections.deque[bytes] = collections.deque(
             maxlen=max(1, settings.pre_roll_ms // FRAME_MS)
@@ -159,6 +164,8 @@ class CallSession:
         self._asr_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asr")
         self._responder: asyncio.Task[None] | None = None
         self._finaliser: asyncio.Task[None] | None = None
+        self._hold: asyncio.Task[None] | None = None
+        self._on_hold = False
         self._speech_generation = 0
         self._silent_since_ms = 0
         self._reprompts = 0
@@ -196,6 +203,11 @@ class CallSession:
         return call
 
     async def _finish(self, call: Call, reason: str) -> None:
+        if self._hold is not None and not self._hold.done():
+            self._hold.cancel()
+            await _quietly(self._hold)
+        if self._on_hold:
+            await abandon_quietly(self.engine, call)
         if self._finaliser is not None and not self._finaliser.done():
             self._finaliser.cancel()
             await _quietly(self._finaliser)
@@ -338,6 +350,10 @@ class CallSession:
         }
         if not text:
             return  # noise, a cough, or words outside a closed grammar
+        if self._on_hold:
+            # The agent reads it in the live transcript; the dialogue has handed over.
+            self.engine.record_caller_speech(self.call, text, result.confidence)
+            return
         if result.confidence < self.settings.low_confidence:
             await self._low_confidence(text, result.confidence)
             return
@@ -447,11 +463,45 @@ class CallSession:
         if started:
             self.call.emit(BotSpeechEnded(self.call.call_id, now, interrupted))
         self._silent_since_ms = now
-        if then_end and not interrupted:
+        if then_end == "transferred" and self._can_hold():
+            self._on_hold = True
+            self._hold = asyncio.create_task(self._hold_line())
+        elif then_end and not interrupted:
             self._end_reason = then_end
         elif then_end and interrupted and then_end != "bot_hang_up":
             # A transfer message cut short still transfers.
             self._end_reason = then_end
+
+    # -- on hold ---------------------------------------------------------------
+
+    def _can_hold(self) -> bool:
+        return (
+            self.hold_pcm is not None
+            and self.call is not None
+            and self.call.queue_item_id is not None
+            and self.engine.queue is not None
+        )
+
+    async def _hold_line(self) -> None:
+        """Waits with the caller until an agent finishes or sends them back."""
+        assert self.call is not None and self.hold_pcm is not None
+        call = self.call
+        line = HoldLine(self.engine, call, self.settings.hold_announce_seconds)
+        music = hold_chunks(self.hold_pcm, self.settings.hold_poll_seconds)
+        while True:
+            with _busy(self.channel):
+                step = await line.next_step(self.channel.now_ms())
+            if step.say:
+                await self._speak(list(step.say), None, {}, None)
+            if step.end_reason:
+                self._on_hold = False
+                self._end_reason = step.end_reason
+                return
+            if step.back_to_bot:
+                self._on_hold = False
+                return
+            if not step.say:
+                await self.channel.play(next(music))
 
     def _set_expectation(self, expectation: Expectation) -> None:
         self._expectation = expectation
@@ -471,7 +521,7 @@ class CallSession:
     # -- timers ----------------------------------------------------------------
 
     def _check_timers(self) -> None:
-        if self._ending:
+        if self._ending or self._on_hold:
             return
         now = self.channel.now_ms()
         if now >= self.settings.max_call_seconds * 1000:

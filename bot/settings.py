@@ -60,6 +60,8 @@ class VoiceConfig:
     tts_voice: str = "en-us"
     tts_rate_wpm: int = 175
     tts_volume: float = 1.0
+    hold_audio: str = "audio/hold.wav"
+    hold_announce_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot.call import Call, CallEngine
 from bot.events import EventListener
-from bot.file_channel import FileChannel, write_wav
+from bot.file_channel import FileChannel, read_wav_16k, write_wav
 from bot.session import CallSession, Channel, Recogniser, VoiceSettings
 from bot.settings import Settings
 from bot.speech.tts import Synthesiser, TtsSettings
@@ -34,6 +34,7 @@ def voice_settings(settings: Settings) -> VoiceSettings:
         max_call_seconds=voice.max_call_seconds,
         low_confidence=voice.low_confidence,
         barge_in=voice.barge_in,
+        hold_announce_seconds=voice.hold_announce_seconds,
     )
 
 
@@ -60,6 +61,7 @@ class SpeechStack:
     new_recogniser: RecogniserFactory
     synthesiser: Synthesiser
     settings: Settings
+    hold_pcm: bytes | None = None
 
     @classmethod
     def load(
@@ -79,7 +81,9 @@ class SpeechStack:
         )
         synthesiser.start()
         factory = new_recogniser or load_recogniser_factory(settings, asr_model)
-        return cls(factory, synthesiser, settings)
+        hold_path = settings.project_dir / settings.voice.hold_audio
+        hold_pcm = read_wav_16k(hold_path) if settings.voice.hold_audio else None
+        return cls(factory, synthesiser, settings, hold_pcm)
 
     def close(self) -> None:
         self.synthesiser.close()
@@ -111,6 +115,7 @@ class SpeechStack:
             echo=echo,
             recordings_dir=self.settings.recordings_dir,
             listeners=listeners,
+            hold_pcm=self.hold_pcm,
         )
 
 

@@ -67,6 +67,10 @@ class EchoGateSettings:
     echo_decay_db_per_frame: float = 4.0
     # VAD energy floor raised by this much while the bot plays.
     vad_boost_db: float = 6.0
+    # A microphone this quiet while the bot plays means little or no echo path.
+    quiet_microphone_dbfs: float = -55.0
+    # ...for this long, playback going on, before the gain is lowered.
+    quiet_learn_ms: int = 600
 
     def __post_init__(self) -> None:
         for name in ("max_lag_ms", "search_window_ms", "correlation_window_ms"):
@@ -123,6 +127,7 @@ class EchoGate:
         self._gain_db = self.settings.initial_echo_gain_db
         self._gain_learnt = False
         self._expected_db = SILENCE_DBFS
+        self._quiet_frames = 0
         self._candidate_run = 0
         self._correlation = 0.0
 
@@ -188,6 +193,8 @@ class EchoGate:
         caller_speaking = self._candidate_run >= self._confirm_frames
         if not candidate and self._correlation >= self.settings.adapt_min_correlation:
             self._adapt_gain()
+        elif not vad_speech:
+            self._learn_quiet_path(mic_db)
         return EchoDecision(
             caller_speaking=caller_speaking, echo_gain_db=self._gain_db, residual_db=residual_db
         )
@@ -247,6 +254,27 @@ class EchoGate:
         loudest_db = _db(float(np.max(np.mean(frames * frames, axis=1))))
         decayed_db = self._expected_db - self.settings.echo_decay_db_per_frame
         return max(loudest_db + self._gain_db, decayed_db)
+
+    def _learn_quiet_path(self, mic_db: float) -> None:
+        """The bot is playing and the microphone stays far quieter than the
+        playback (a headset, or speakers far from the microphone): the echo
+        path is at most that loud, so the gain comes down towards it and a
+        caller at a normal level is not mistaken for echo."""
+        reference_db = self._expected_db - self._gain_db
+        if reference_db < self.settings.reference_silence_dbfs + 20:
+            return  # too little playing to tell anything from the silence
+        if mic_db > self.settings.quiet_microphone_dbfs:
+            self._quiet_frames = 0  # something is coming in: it may be echo
+            return
+        # Only a long quiet stretch while the bot talks says there is no echo
+        # path; a short one may be the echo not having arrived yet.
+        self._quiet_frames += 1
+        if self._quiet_frames * FRAME_MS < self.settings.quiet_learn_ms:
+            return
+        ceiling_db = mic_db - reference_db
+        if ceiling_db < self._gain_db - self.settings.margin_db:
+            self._gain_db += self.settings.gain_smoothing * (ceiling_db - self._gain_db)
+            self._gain_learnt = True
 
     def _adapt_gain(self) -> None:
         assert self._lag is not None

@@ -202,8 +202,16 @@ def test_two_unclear_answers_in_a_row_escalate(
     assert said[1] == "Sorry, I didn't catch that. Could you say it again?"
     assert "colleague" in said[2]
     assert [e.to_dict()["reason"] for e in named(events, "escalated")] == ["repeated_fallback"]
-    assert events[-1].to_dict()["reason"] == "transferred"
+    assert "in the queue" in said[2]
     assert not named(events, "bot_turn")  # nothing unclear went to the dialogue
+    # The caller waited on hold and hung up (the file ended): an abandoned call.
+    assert events[-1].to_dict()["reason"] == "caller_hang_up"
+    assert engine.queue is not None
+    assert all(i.call_id != events[0].call_id for i in engine.queue.waiting())
+    change = next(c for c in reversed(engine.queue.changes_since(0)) if c.kind == "abandoned")
+    abandoned = engine.queue.item(change.item_id or 0)
+    assert abandoned is not None and abandoned.call_id == events[0].call_id
+    assert abandoned.abandoned_wait_seconds is not None and abandoned.abandoned_wait_seconds >= 0
 
 
 def test_the_call_ends_at_its_time_limit(
@@ -262,3 +270,45 @@ def test_white_noise_with_real_vosk_makes_no_task(
         if e.to_dict()["intent"] not in {"nlu_fallback", "out_of_scope"}
     ]
     assert tasks == []
+
+
+def test_on_hold_the_caller_hears_the_agent_and_is_let_go(
+    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+) -> None:
+    words = speak("can i talk to a real person", tmp_path)
+    caller = caller_file(tmp_path, [silence(6.0), words, silence(120.0)])
+    queue = engine.queue
+    assert queue is not None
+    agent = queue.add_agent(f"sam-{tmp_path.name}", "a long password", "agent", ["general"])
+    typed = "Hello, this is Sam. I can see your order and I am sorting it now."
+    state: dict[str, object] = {}
+
+    def agent_at_the_console(event: CallEvent) -> None:
+        data = event.to_dict()
+        if data["event"] == "escalated":
+            item = next(i for i in queue.waiting() if i.call_id == event.call_id)
+            state["item"] = queue.claim(item.id, agent.id)
+            queue.send_to_caller(event.call_id, agent.id, typed)
+        elif data["event"] == "bot_speech_started" and data["text"] == typed:
+            state["heard_at"] = data["t_ms"]
+        elif data["event"] == "bot_speech_ended" and "heard_at" in state and "done" not in state:
+            item = state["item"]
+            state["done"] = queue.resolve(item.id, agent.id, "resolved", "sorted")  # type: ignore[attr-defined]
+
+    recogniser = ScriptedRecogniser(["can i talk to a real person"])
+    stack = SpeechStack.load(voice_settings, new_recogniser=lambda: recogniser)
+    events: list[CallEvent] = []
+    try:
+        asyncio.run(
+            call_from_file(engine, stack, caller, None, [events.append, agent_at_the_console])
+        )
+    finally:
+        stack.close()
+    said = [e.to_dict()["text"] for e in named(events, "bot_speech_started")]
+    transfer = next(i for i, text in enumerate(said) if "in the queue" in text)
+    assert typed in said[transfer + 1 :]
+    assert said[-1].startswith("Your colleague has finished with your call")
+    assert events[-1].to_dict()["reason"] == "resolved"
+    # Hold music played between the transfer and the agent's words.
+    bot = np.frombuffer(read_wav_16k(Path(events[-1].to_dict()["recording_path"])), dtype="<i2")
+    assert bot.size > 0
