@@ -144,7 +144,12 @@ class CallEngine:
             )
             self._action_server.start()
             actions_url = self._action_server.webhook_url
-        self._dialogue = Dialogue(model, actions_url)
+        self._dialogue = Dialogue(
+            model,
+            actions_url,
+            settings.dialogue.tracker_store_url,
+            settings.dialogue.lock_store_url,
+        )
         log.info("dialogue model %s loaded; actions at %s", model.name, actions_url)
 
     def close(self) -> None:

@@ -72,7 +72,13 @@ def entity_values(entities: list[dict[str, Any]]) -> dict[str, str | list[str]]:
 class Dialogue:
     """Rasa's ``Agent`` with the voicebot's per-turn bookkeeping."""
 
-    def __init__(self, model_path: Path, actions_url: str) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        actions_url: str,
+        tracker_store_url: str = "",
+        lock_store_url: str = "",
+    ) -> None:
         # Rasa and TensorFlow take seconds to import: only when a call needs them.
         from rasa.core.agent import Agent
         from rasa.utils.endpoints import EndpointConfig
@@ -87,7 +93,10 @@ class Dialogue:
             )
         try:
             self._agent = Agent.load(
-                str(model_path), action_endpoint=EndpointConfig(url=actions_url)
+                str(model_path),
+                action_endpoint=EndpointConfig(url=actions_url),
+                tracker_store=sql_tracker_store(tracker_store_url),
+                lock_store=redis_lock_store(lock_store_url),
             )
         except Exception as exc:  # Rasa raises many types for a bad archive
             raise DialogueError(
@@ -191,3 +200,41 @@ class Dialogue:
             tracker.update(SlotSet("requested_slot", None))
         assert self._agent.tracker_store is not None
         await self._agent.tracker_store.save(tracker)
+
+
+def sql_tracker_store(url: str) -> Any:
+    """Rasa's SQL tracker store for a SQLAlchemy URL; None keeps Rasa's in-memory one."""
+    if not url:
+        return None
+    from rasa.core.tracker_store import SQLTrackerStore
+    from sqlalchemy.engine import make_url
+
+    parts = make_url(url)
+    return SQLTrackerStore(
+        dialect=parts.get_backend_name(),
+        host=parts.host,
+        port=parts.port,
+        db=parts.database or "rasa.db",
+        username=parts.username,
+        password=parts.password,
+    )
+
+
+def redis_lock_store(url: str) -> Any:
+    """Rasa's Redis lock store for ``redis://host:port/db``; None keeps the in-memory one."""
+    if not url:
+        return None
+    from urllib.parse import urlparse
+
+    from rasa.core.lock_store import RedisLockStore
+
+    parts = urlparse(url)
+    if parts.scheme != "redis":
+        raise DialogueError(f"lock store URL must start with redis://, not {url!r}")
+    return RedisLockStore(
+        host=parts.hostname or "localhost",
+        port=parts.port or 6379,
+        db=int(parts.path.strip("/") or 1),
+        password=parts.password,
+        key_prefix="voicebot",
+    )

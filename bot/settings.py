@@ -35,6 +35,8 @@ class DialogueSettings:
     actions_url: str = ""
     action_server_start_seconds: float = 60.0
     max_utterance_chars: int = 500
+    tracker_store_url: str = ""
+    lock_store_url: str = ""
 
 
 @dataclass(frozen=True)

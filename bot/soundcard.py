@@ -9,8 +9,8 @@ PortAudio, which scans the machine's devices.
 
 Times (frame capture times, the echo reference) are PortAudio's stream clock at
 each callback, less (input) or plus (output) the stream's latency. PortAudio's
-own ADC/DAC timestamps are not used: through PulseAudio's ALSA plugin they are
-some 0.6 s off for the first seconds of a stream. Each direction keeps a sample
+own ADC/DAC timestamps are not used: through PulseAudio's ALSA plugin they were
+seen 0.6 s off for the first seconds of a stream. Each direction keeps a sample
 clock that follows the callback times slowly, so their jitter averages out, and
 jumps only across a real gap.
 """
@@ -356,8 +356,8 @@ class SoundCardChannel:
             raise AudioDeviceError("open_failed", f"{self._describe()}: {exc}") from exc
 
     async def _until_running(self) -> None:
-        """Waits for input, and for output callbacks beyond PortAudio's priming
-        (PulseAudio's ALSA plugin can hold output for about two seconds at first)."""
+        """Waits for input, and for output callbacks beyond PortAudio's priming (a
+        PulseAudio sink that was idle can hold a new stream for up to two seconds)."""
         priming_blocks = math.ceil(self._output_latency_seconds / self._block_seconds)
         while self._input_blocks_received == 0 or self._output_callbacks <= priming_blocks + 4:
             self._raise_if_failed()

@@ -76,3 +76,34 @@ def test_asking_for_a_person_queues_the_call(
     assert handoff["transcript"][0]["text"] == "where is my order one two three four five"
     callback_item = by_reason["callback_requested"]
     assert callback_item["summary"].startswith("The caller called about a callback")
+
+
+def test_a_call_queued_just_before_the_bot_dies_is_still_there(
+    project_dir: Path, dialogue_model: Path, tmp_path: Path
+) -> None:
+    """The bot process is killed (SIGKILL) right after it escalated: the queued
+    call survives, and a restarted bot process lists it."""
+    import signal
+
+    env = {
+        **os.environ,
+        "VOICEBOT_STORE_URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
+        "VOICEBOT_BACKEND_DATABASE": str(tmp_path / "backend.sqlite3"),
+        "VOICEBOT_LOGGING_FILE": str(tmp_path / "voicebot.log"),
+    }
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot", "chat", "--json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, cwd=project_dir, env=env,
+    )  # fmt: skip
+    assert bot.stdin is not None and bot.stdout is not None
+    bot.stdin.write("i need to speak to a human\n")
+    bot.stdin.flush()
+    turn = json.loads(bot.stdout.readline())
+    assert turn["escalation_reason"] == "explicit_request"
+    bot.send_signal(signal.SIGKILL)
+    bot.wait(timeout=30)
+    items = queue_list(project_dir, {"VOICEBOT_STORE_URL": env["VOICEBOT_STORE_URL"]})
+    assert [(i["call_id"], i["reason"], i["position"]) for i in items] == [
+        (turn["call_id"], "explicit_request", 1)
+    ]
