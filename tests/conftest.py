@@ -80,3 +80,34 @@ def chat_runner(tmp_path: Path, project_dir: Path) -> ChatRunner:
 @pytest.fixture
 def run_chat(tmp_path: Path, project_dir: Path, dialogue_model: Path) -> ChatRunner:
     return chat_runner(tmp_path, project_dir)
+
+
+def isolated_env(tmp: Path) -> dict[str, str]:
+    """Environment that keeps a test's calls, backend, queue and caches in ``tmp``."""
+    return {
+        "VOICEBOT_BACKEND_DATABASE": str(tmp / "backend.sqlite3"),
+        "VOICEBOT_STORE_URL": f"sqlite:///{tmp / 'calls.sqlite3'}",
+        "VOICEBOT_STORE_RECORDINGS_DIR": str(tmp / "recordings"),
+        "VOICEBOT_PATHS_VAR_DIR": str(tmp / "var"),
+        "VOICEBOT_LOGGING_FILE": str(tmp / "voicebot.log"),
+    }
+
+
+@pytest.fixture(scope="module")
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory, project_dir: Path):  # type: ignore[no-untyped-def]
+    """Settings for one test module, everything it writes in a temporary folder."""
+    from bot.settings import load_settings
+
+    tmp = tmp_path_factory.mktemp("isolated")
+    return load_settings(project_dir, env={**os.environ, **isolated_env(tmp)})
+
+
+@pytest.fixture(scope="module")
+def call_engine(isolated_settings, dialogue_model: Path):  # type: ignore[no-untyped-def]
+    """A started call engine (dialogue model, action server, store, queue)."""
+    from bot.call import CallEngine
+
+    engine = CallEngine(isolated_settings)
+    engine.start()
+    yield engine
+    engine.close()

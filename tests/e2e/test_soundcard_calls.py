@@ -18,7 +18,7 @@ import pytest
 from bot.call import CallEngine
 from bot.events import CallEvent
 from bot.file_channel import read_wav_16k, write_wav
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from bot.soundcard import SoundCardChannel, SoundCardSettings, rescan_devices
 from bot.voice import SpeechStack
 from tests.pulse import PulseServer, pulse_server_fixture
@@ -28,29 +28,6 @@ pytestmark = pytest.mark.slow
 
 lines = pulse_server_fixture(on_change=rescan_devices)
 RATE = 48_000
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, project_dir: Path) -> Settings:
-    tmp = tmp_path_factory.mktemp("card")
-    return load_settings(
-        project_dir,
-        env={
-            **os.environ,
-            "VOICEBOT_BACKEND_DATABASE": str(tmp / "backend.sqlite3"),
-            "VOICEBOT_STORE_URL": f"sqlite:///{tmp / 'calls.sqlite3'}",
-            "VOICEBOT_STORE_RECORDINGS_DIR": str(tmp / "recordings"),
-            "VOICEBOT_PATHS_VAR_DIR": str(tmp / "var"),
-        },
-    )
-
-
-@pytest.fixture(scope="module")
-def engine(settings: Settings, dialogue_model: Path):  # type: ignore[no-untyped-def]
-    engine = CallEngine(settings)
-    engine.start()
-    yield engine
-    engine.close()
 
 
 def speech(text: str, tmp: Path) -> Path:
@@ -71,7 +48,7 @@ def loud(samples: np.ndarray, rate: int, window_ms: int = 20) -> np.ndarray:
 
 
 async def call_on_lines(
-    engine: CallEngine,
+    call_engine: CallEngine,
     settings: Settings,
     lines: PulseServer,
     sentences: list[str],
@@ -87,7 +64,7 @@ async def call_on_lines(
     events: list[CallEvent] = []
     recording = lines.start_recording("bot_line.monitor", RATE)
     await channel.start()
-    session = stack.session(engine, channel, [events.append], echo_gate=True)
+    session = stack.session(call_engine, channel, [events.append], echo_gate=True)
     task = asyncio.create_task(session.run())
     try:
         if caller is not None:
@@ -109,9 +86,11 @@ def named(events: list[CallEvent], name: str) -> list[dict]:
 
 
 def test_the_greeting_is_heard_on_the_line(
-    engine: CallEngine, settings: Settings, lines: PulseServer
+    call_engine: CallEngine, isolated_settings: Settings, lines: PulseServer
 ) -> None:
-    events, bot = asyncio.run(call_on_lines(engine, settings, lines, [], None, 0, 6.0))
+    events, bot = asyncio.run(
+        call_on_lines(call_engine, isolated_settings, lines, [], None, 0, 6.0)
+    )
     started = named(events, "bot_speech_started")
     assert started and started[0]["text"].startswith("Thank you for calling")
     heard = loud(bot, RATE)
@@ -120,12 +99,18 @@ def test_the_greeting_is_heard_on_the_line(
 
 
 def test_the_caller_interrupts_the_greeting(
-    engine: CallEngine, settings: Settings, lines: PulseServer, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, lines: PulseServer, tmp_path: Path
 ) -> None:
     caller = speech("i want to speak to a person please", tmp_path)
     events, bot = asyncio.run(
         call_on_lines(
-            engine, settings, lines, ["i want to speak to a person please"], caller, 1.5, 6.0
+            call_engine,
+            isolated_settings,
+            lines,
+            ["i want to speak to a person please"],
+            caller,
+            1.5,
+            6.0,
         )
     )
     (barge,) = named(events, "barge_in")
@@ -142,7 +127,7 @@ def test_the_caller_interrupts_the_greeting(
 
 
 def test_the_bots_own_voice_coming_back_does_not_interrupt_it(
-    engine: CallEngine, settings: Settings, lines: PulseServer
+    call_engine: CallEngine, isolated_settings: Settings, lines: PulseServer
 ) -> None:
     """Speakers without a headset: the bot's line is looped back into the
     caller's line (about 60 ms later, quieter), so the microphone hears the bot."""
@@ -153,7 +138,9 @@ def test_the_bots_own_voice_coming_back_does_not_interrupt_it(
         capture_output=True, text=True, env=env, check=True,
     ).stdout.strip()  # fmt: skip
     try:
-        events, bot = asyncio.run(call_on_lines(engine, settings, lines, [], None, 0, 7.0))
+        events, bot = asyncio.run(
+            call_on_lines(call_engine, isolated_settings, lines, [], None, 0, 7.0)
+        )
     finally:
         subprocess.run(["pactl", "unload-module", loop_id], env=env, check=False)
     assert not named(events, "barge_in")

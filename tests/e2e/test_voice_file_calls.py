@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import subprocess
 import wave
 from pathlib import Path
@@ -19,7 +18,7 @@ from bot.call import CallEngine
 from bot.events import CallEvent
 from bot.expectations import Expectation
 from bot.file_channel import read_wav_16k, write_wav
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from bot.voice import SpeechStack, call_from_file
 from tests.scripted import ScriptedRecogniser
 
@@ -44,37 +43,14 @@ def caller_file(tmp: Path, parts: list[np.ndarray]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def voice_settings(tmp_path_factory: pytest.TempPathFactory, project_dir: Path) -> Settings:
-    tmp = tmp_path_factory.mktemp("voice")
-    return load_settings(
-        project_dir,
-        env={
-            **os.environ,
-            "VOICEBOT_BACKEND_DATABASE": str(tmp / "backend.sqlite3"),
-            "VOICEBOT_STORE_URL": f"sqlite:///{tmp / 'calls.sqlite3'}",
-            "VOICEBOT_STORE_RECORDINGS_DIR": str(tmp / "recordings"),
-            "VOICEBOT_PATHS_VAR_DIR": str(tmp / "var"),
-        },
-    )
-
-
-@pytest.fixture(scope="module")
-def engine(voice_settings: Settings, dialogue_model: Path):  # type: ignore[no-untyped-def]
-    engine = CallEngine(voice_settings)
-    engine.start()
-    yield engine
-    engine.close()
-
-
 def run_call(
-    engine: CallEngine, settings: Settings, caller: Path, sentences: list[str], out: Path
+    call_engine: CallEngine, settings: Settings, caller: Path, sentences: list[str], out: Path
 ) -> tuple[list[CallEvent], ScriptedRecogniser]:
     recogniser = ScriptedRecogniser(sentences)
     stack = SpeechStack.load(settings, new_recogniser=lambda: recogniser)
     events: list[CallEvent] = []
     try:
-        asyncio.run(call_from_file(engine, stack, caller, out, [events.append]))
+        asyncio.run(call_from_file(call_engine, stack, caller, out, [events.append]))
     finally:
         stack.close()
     return events, recogniser
@@ -85,7 +61,7 @@ def named(events: list[CallEvent], name: str) -> list[CallEvent]:
 
 
 def test_a_whole_call_from_a_file(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     sentences = ["where is my order", "one two three four five", "goodbye"]
     caller = caller_file(
@@ -100,7 +76,9 @@ def test_a_whole_call_from_a_file(
             silence(4.0),
         ],
     )
-    events, recogniser = run_call(engine, voice_settings, caller, sentences, tmp_path / "bot.wav")
+    events, recogniser = run_call(
+        call_engine, isolated_settings, caller, sentences, tmp_path / "bot.wav"
+    )
     names = [e.name for e in events]
     assert names[0] == "call_started" and names[-1] == "call_ended"
     times = [e.t_ms for e in events]
@@ -126,7 +104,7 @@ def test_a_whole_call_from_a_file(
     assert recogniser.grammars[0] == Expectation.ORDER_ID.grammar()
     assert recogniser.grammars[1] is None
     # The stored call and its stereo recording.
-    store = engine.store
+    store = call_engine.store
     assert store is not None
     store.flush()
     call_id = events[0].call_id
@@ -145,13 +123,17 @@ def test_a_whole_call_from_a_file(
 
 
 def test_the_caller_barges_in_on_the_greeting(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     words = speak("i want to speak to a person please", tmp_path)
     onset_s = 1.5
     caller = caller_file(tmp_path, [silence(onset_s), words, silence(5.0)])
     events, _ = run_call(
-        engine, voice_settings, caller, ["i want to speak to a person please"], tmp_path / "b.wav"
+        call_engine,
+        isolated_settings,
+        caller,
+        ["i want to speak to a person please"],
+        tmp_path / "b.wav",
     )
     (barge,) = named(events, "barge_in")
     first_voice_ms = onset_s * 1000 + np.argmax(np.abs(words) > 500) / RATE * 1000
@@ -168,10 +150,10 @@ def test_the_caller_barges_in_on_the_greeting(
 
 
 def test_a_silent_caller_is_reprompted_then_let_go(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     caller = caller_file(tmp_path, [silence(40.0)])
-    events, _ = run_call(engine, voice_settings, caller, [], tmp_path / "s.wav")
+    events, _ = run_call(call_engine, isolated_settings, caller, [], tmp_path / "s.wav")
     said = [e.to_dict()["text"] for e in named(events, "bot_speech_started")]
     greeting = said[0]
     assert said[1] == greeting  # first the question again
@@ -187,15 +169,15 @@ def test_a_silent_caller_is_reprompted_then_let_go(
 
 
 def test_two_unclear_answers_in_a_row_escalate(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     mumble = speak("where is it i mean the thing", tmp_path)
     caller = caller_file(tmp_path, [silence(6.0), mumble, silence(6.0), mumble, silence(8.0)])
     recogniser = ScriptedRecogniser(["where is it", "the thing"], confidence=0.3)
-    stack = SpeechStack.load(voice_settings, new_recogniser=lambda: recogniser)
+    stack = SpeechStack.load(isolated_settings, new_recogniser=lambda: recogniser)
     events: list[CallEvent] = []
     try:
-        asyncio.run(call_from_file(engine, stack, caller, None, [events.append]))
+        asyncio.run(call_from_file(call_engine, stack, caller, None, [events.append]))
     finally:
         stack.close()
     said = [e.to_dict()["text"] for e in named(events, "bot_speech_started")]
@@ -206,22 +188,22 @@ def test_two_unclear_answers_in_a_row_escalate(
     assert not named(events, "bot_turn")  # nothing unclear went to the dialogue
     # The caller waited on hold and hung up (the file ended): an abandoned call.
     assert events[-1].to_dict()["reason"] == "caller_hang_up"
-    assert engine.queue is not None
-    assert all(i.call_id != events[0].call_id for i in engine.queue.waiting())
-    change = next(c for c in reversed(engine.queue.changes_since(0)) if c.kind == "abandoned")
-    abandoned = engine.queue.item(change.item_id or 0)
+    assert call_engine.queue is not None
+    assert all(i.call_id != events[0].call_id for i in call_engine.queue.waiting())
+    change = next(c for c in reversed(call_engine.queue.changes_since(0)) if c.kind == "abandoned")
+    abandoned = call_engine.queue.item(change.item_id or 0)
     assert abandoned is not None and abandoned.call_id == events[0].call_id
     assert abandoned.abandoned_wait_seconds is not None and abandoned.abandoned_wait_seconds >= 0
 
 
 def test_the_call_ends_at_its_time_limit(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     short = dataclasses.replace(
-        voice_settings, voice=dataclasses.replace(voice_settings.voice, max_call_seconds=10.0)
+        isolated_settings, voice=dataclasses.replace(isolated_settings.voice, max_call_seconds=10.0)
     )
     caller = caller_file(tmp_path, [silence(30.0)])
-    events, _ = run_call(engine, short, caller, [], tmp_path / "t.wav")
+    events, _ = run_call(call_engine, short, caller, [], tmp_path / "t.wav")
     said = [e.to_dict() for e in named(events, "bot_speech_started")]
     assert said[-1]["text"].startswith("I'm sorry, this call has reached its time limit")
     assert 10000 <= said[-1]["t_ms"] <= 10100
@@ -229,21 +211,21 @@ def test_the_call_ends_at_its_time_limit(
 
 
 def test_clipped_speech_is_still_a_turn(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     words = speak("what are your opening hours", tmp_path).astype(np.int32) * 8
     clipped = np.clip(words, -32768, 32767).astype("<i2")
     assert (np.abs(clipped) >= 32767).mean() > 0.03  # really clipped
     caller = caller_file(tmp_path, [silence(6.0), clipped, silence(12.0)])
     events, _ = run_call(
-        engine, voice_settings, caller, ["what are your opening hours"], tmp_path / "c.wav"
+        call_engine, isolated_settings, caller, ["what are your opening hours"], tmp_path / "c.wav"
     )
     (turn,) = named(events, "bot_turn")
     assert turn.to_dict()["intent"] == "opening_hours"
 
 
 def test_white_noise_with_real_vosk_makes_no_task(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     """White noise decoded by the real (Korean) Vosk model: whatever it hears is
     not understood as a request, and the call ends cleanly."""
@@ -255,11 +237,11 @@ def test_white_noise_with_real_vosk_makes_no_task(
     rng = np.random.default_rng(7)
     noise = (rng.standard_normal(16000 * 12) * 3000).astype("<i2")
     caller = caller_file(tmp_path, [silence(5.0), noise, silence(3.0)])
-    factory = load_recogniser_factory(voice_settings, str(model))
-    stack = SpeechStack.load(voice_settings, new_recogniser=factory)
+    factory = load_recogniser_factory(isolated_settings, str(model))
+    stack = SpeechStack.load(isolated_settings, new_recogniser=factory)
     events: list[CallEvent] = []
     try:
-        asyncio.run(call_from_file(engine, stack, caller, None, [events.append]))
+        asyncio.run(call_from_file(call_engine, stack, caller, None, [events.append]))
     finally:
         stack.close()
     assert events[-1].name == "call_ended"
@@ -273,11 +255,11 @@ def test_white_noise_with_real_vosk_makes_no_task(
 
 
 def test_on_hold_the_caller_hears_the_agent_and_is_let_go(
-    engine: CallEngine, voice_settings: Settings, tmp_path: Path
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     words = speak("can i talk to a real person", tmp_path)
     caller = caller_file(tmp_path, [silence(6.0), words, silence(120.0)])
-    queue = engine.queue
+    queue = call_engine.queue
     assert queue is not None
     agent = queue.add_agent(f"sam-{tmp_path.name}", "a long password", "agent", ["general"])
     typed = "Hello, this is Sam. I can see your order and I am sorting it now."
@@ -296,11 +278,11 @@ def test_on_hold_the_caller_hears_the_agent_and_is_let_go(
             state["done"] = queue.resolve(item.id, agent.id, "resolved", "sorted")  # type: ignore[attr-defined]
 
     recogniser = ScriptedRecogniser(["can i talk to a real person"])
-    stack = SpeechStack.load(voice_settings, new_recogniser=lambda: recogniser)
+    stack = SpeechStack.load(isolated_settings, new_recogniser=lambda: recogniser)
     events: list[CallEvent] = []
     try:
         asyncio.run(
-            call_from_file(engine, stack, caller, None, [events.append, agent_at_the_console])
+            call_from_file(call_engine, stack, caller, None, [events.append, agent_at_the_console])
         )
     finally:
         stack.close()
