@@ -8,6 +8,7 @@ import dataclasses
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
@@ -374,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        # Library deprecation notices mean nothing to a caller or an agent; the
+        # action server (a child process) inherits the setting too.
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        warnings.simplefilter("ignore")
     try:
         settings = load_settings()
         setup_logging(settings.log_file, settings.logging.level, verbose=args.verbose)
