@@ -63,6 +63,7 @@ async def measure(engine, examples: list[tuple[str, str]]) -> dict:  # type: ign
     from sklearn.metrics import accuracy_score, f1_score
 
     engine.start()
+    await engine.warm_up()
 
     agent = engine.dialogue._agent  # parse only: no dialogue state touched
     predicted = []

@@ -114,6 +114,7 @@ async def run_calls(settings: Any, asr_model: Any, tmp: Path) -> list[dict[str, 
 
     engine = CallEngine(settings)
     engine.start()
+    await engine.warm_up()
     turns: list[dict[str, Any]] = []
     try:
         for n in range(CALLS):

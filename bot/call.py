@@ -152,6 +152,9 @@ class CallEngine:
         )
         log.info("dialogue model %s loaded; actions at %s", model.name, actions_url)
 
+    async def warm_up(self) -> None:
+        await self.dialogue.warm_up()
+
     def close(self) -> None:
         if self._dialogue is not None:
             self._dialogue.close()

@@ -80,6 +80,7 @@ def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         try:
             engine.start()
+            await engine.warm_up()
             if args.json:
                 await chat_json(engine, sys.stdin, out)
             else:
@@ -140,6 +141,7 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
 
                 read_wav_16k(Path(args.input))
             engine.start()
+            await engine.warm_up()
             stack = SpeechStack.load(settings, args.asr_model)
             if on_file:
                 out_path = Path(args.output) if args.output else None

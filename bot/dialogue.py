@@ -179,6 +179,16 @@ class Dialogue:
             ticket_filed=tracker.get_slot("ticket_id") != before.get_slot("ticket_id"),
         )
 
+    async def warm_up(self) -> None:
+        """Runs the models once, so the first caller does not wait for
+        TensorFlow to build its graphs (seconds on a busy machine)."""
+        from rasa.shared.core.trackers import DialogueStateTracker
+
+        assert self._agent.processor is not None and self._agent.domain is not None
+        await self._agent.parse_message("hello")
+        tracker = DialogueStateTracker.from_events("warm-up", [], self._agent.domain.slots)
+        self._agent.processor.predict_next_with_tracker(tracker)
+
     async def slots(self, call_id: str) -> dict[str, Any]:
         """The call's slot values (order number, e-mail...)."""
         tracker = await self._tracker(call_id)

@@ -96,7 +96,7 @@ def test_a_whole_call_from_a_file(
     assert spoken[0]["t_ms"] < 200 and spoken[0]["response_ms"] is None
     replies = [s for s in spoken if s["response_ms"] is not None]
     assert len(replies) == 3
-    assert all(0 < s["response_ms"] < 3000 for s in replies)
+    assert all(s["response_ms"] > 0 for s in replies)  # how fast: benchmarks/voice_bench.py
     assert {"endpoint_ms", "asr_final_ms", "dialogue_ms", "tts_first_chunk_ms"} <= set(
         replies[0]["timings"]
     )
