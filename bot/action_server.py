@@ -7,8 +7,10 @@ when it dies, so a crashed action costs one turn, not the call.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,9 +22,21 @@ from typing import IO
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1
+
 
 class ActionServerError(RuntimeError):
     """The action server could not be started."""
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to end it when the bot process dies, even by
+    SIGKILL, so no orphaned action server keeps a port (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -94,6 +108,7 @@ class ActionServer:
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + self._start_timeout_seconds
         while time.monotonic() < deadline:

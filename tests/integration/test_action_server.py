@@ -72,3 +72,30 @@ def test_a_server_too_slow_to_start_is_reported_and_stopped(
     with pytest.raises(ActionServerError, match="did not answer within"):
         srv.start()
     assert not srv.alive()
+
+
+def test_the_server_ends_when_the_bot_process_is_killed(project_dir: Path, tmp_path: Path) -> None:
+    """A bot killed outright must not leave its action server running."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time; from pathlib import Path; from bot.action_server import ActionServer;"
+        f"s = ActionServer(Path({str(project_dir)!r}), Path({str(tmp_path / 'b.sqlite3')!r}),"
+        f" Path({str(tmp_path / 'a.log')!r})); s.start(); print(s.pid, flush=True); time.sleep(600)"
+    )
+    bot = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert bot.stdout is not None
+    child = int(bot.stdout.readline())
+    bot.send_signal(signal.SIGKILL)
+    bot.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the action server outlived the bot")
