@@ -76,3 +76,13 @@ def expectation_for(requested_slot: str | None, responses: Sequence[str]) -> Exp
     if responses and responses[-1] in {"utter_bot_challenge", "utter_payment_problem"}:
         return Expectation.YES_NO
     return Expectation.FREE
+
+
+def is_yes(text: str) -> bool:
+    """A clear yes ("yes", "yes please", "yeah go ahead"...), nothing else."""
+    words = text.strip().lower()
+    return (
+        words in _YES
+        or any(words.startswith(f"{yes} ") for yes in _YES)
+        and not any(no in words.split() for no in ("no", "not", "don't", "dont"))
+    )

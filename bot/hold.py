@@ -25,6 +25,7 @@ class HoldStep:
     say: tuple[str, ...] = ()
     end_reason: str | None = None
     back_to_bot: bool = False
+    offers_callback: bool = False
 
 
 def hold_chunks(pcm: bytes, seconds: float) -> Iterator[bytes]:
@@ -35,12 +36,22 @@ def hold_chunks(pcm: bytes, seconds: float) -> Iterator[bytes]:
 
 
 class HoldLine:
-    def __init__(self, engine: CallEngine, call: Call, announce_seconds: float) -> None:
+    def __init__(
+        self,
+        engine: CallEngine,
+        call: Call,
+        announce_seconds: float,
+        callback_offer_seconds: float,
+        caller_number: str | None,
+    ) -> None:
         self._engine = engine
         self._call = call
         self._announce_ms = int(announce_seconds * 1000)
         self._last_announce_ms: int | None = None
         self._agent_joined = False
+        self._callback_offer_seconds = callback_offer_seconds
+        self._caller_number = caller_number
+        self._offer_considered = False
 
     async def next_step(self, now_ms: int) -> HoldStep:
         queue = self._engine.queue
@@ -71,6 +82,15 @@ class HoldLine:
         if item.status == "claimed" and not self._agent_joined:
             self._agent_joined = True
             return HoldStep(say=(dialogue.response_text("utter_agent_joined"),))
+        if item.status == "waiting" and not self._offer_considered:
+            # A long wait: the caller may rather be called back on the number we have.
+            self._offer_considered = True
+            wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item_id)
+            if self._caller_number and wait > self._callback_offer_seconds:
+                text = dialogue.response_text("utter_offer_callback").format(
+                    wait=speak_wait(wait), number=speak_number(self._caller_number)
+                )
+                return HoldStep(say=(text,), offers_callback=True)
         if item.status == "waiting" and now_ms - self._last_announce_ms >= self._announce_ms:
             self._last_announce_ms = now_ms
             wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item_id)
@@ -91,3 +111,27 @@ async def abandon_quietly(engine: CallEngine, call: Call) -> None:
         await asyncio.get_running_loop().run_in_executor(None, queue.abandon, call.call_id)
     except Exception as exc:
         log.error("call %s: could not record the abandoned wait: %s", call.call_id, exc)
+
+
+def speak_number(number: str) -> str:
+    """A phone number read digit by digit, in groups."""
+    names = "zero one two three four five six seven eight nine".split()
+    digits = [("oh" if d == "0" else names[int(d)]) for d in number if d.isdigit()]
+    groups = [" ".join(digits[i : i + 4]) for i in range(0, len(digits), 4)]
+    return ", ".join(groups)
+
+
+async def convert_to_callback(engine: CallEngine, call: Call, number: str) -> bool:
+    """The caller takes the call back: the queue swaps the live call for a callback task."""
+    if engine.queue is None or call.queue_item_id is None:
+        return False
+    queue, item_id = engine.queue, call.queue_item_id
+    try:
+        item = await asyncio.get_running_loop().run_in_executor(
+            None, queue.convert_to_callback, item_id, number
+        )
+    except Exception as exc:
+        log.error("call %s: could not arrange the call back: %s", call.call_id, exc)
+        return False
+    call.queue_item_id = item.id
+    return True

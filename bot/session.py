@@ -32,8 +32,8 @@ from bot.events import (
     SpeechStarted,
     TranscriptPartial,
 )
-from bot.expectations import Expectation, expectation_for
-from bot.hold import HoldLine, abandon_quietly, hold_chunks
+from bot.expectations import Expectation, expectation_for, is_yes
+from bot.hold import HoldLine, abandon_quietly, convert_to_callback, hold_chunks
 from bot.pcm import FRAME_MS
 from bot.recording import CallRecorder
 
@@ -116,6 +116,8 @@ class VoiceSettings:
     # and whatever the agent types, spoken).
     end_call_on_escalation: bool = True
     hold_announce_seconds: float = 30.0
+    # Waits longer than this are offered a call back (when the number is known).
+    callback_offer_seconds: float = 240.0
     hold_poll_seconds: float = 1.0
 
 
@@ -166,6 +168,7 @@ class CallSession:
         self._finaliser: asyncio.Task[None] | None = None
         self._hold: asyncio.Task[None] | None = None
         self._on_hold = False
+        self._callback_offered = False
         self._speech_generation = 0
         self._silent_since_ms = 0
         self._reprompts = 0
@@ -353,6 +356,8 @@ class CallSession:
         if self._on_hold:
             # The agent reads it in the live transcript; the dialogue has handed over.
             self.engine.record_caller_speech(self.call, text, result.confidence)
+            if self._callback_offered:
+                await self._answer_callback_offer(text)
             return
         if result.confidence < self.settings.low_confidence:
             await self._low_confidence(text, result.confidence)
@@ -486,11 +491,19 @@ class CallSession:
         """Waits with the caller until an agent finishes or sends them back."""
         assert self.call is not None and self.hold_pcm is not None
         call = self.call
-        line = HoldLine(self.engine, call, self.settings.hold_announce_seconds)
+        line = HoldLine(
+            self.engine,
+            call,
+            self.settings.hold_announce_seconds,
+            self.settings.callback_offer_seconds,
+            await self._caller_number(),
+        )
         music = hold_chunks(self.hold_pcm, self.settings.hold_poll_seconds)
         while True:
             with _busy(self.channel):
                 step = await line.next_step(self.channel.now_ms())
+            if step.offers_callback:
+                self._callback_offered = True
             if step.say:
                 await self._speak(list(step.say), None, {}, None)
             if step.end_reason:
@@ -502,6 +515,27 @@ class CallSession:
                 return
             if not step.say:
                 await self.channel.play(next(music))
+
+    async def _caller_number(self) -> str | None:
+        assert self.call is not None
+        if self.call.caller_number:
+            return self.call.caller_number
+        number = (await self.engine.dialogue.slots(self.call.call_id)).get("phone_number")
+        return str(number) if number else None
+
+    async def _answer_callback_offer(self, text: str) -> None:
+        assert self.call is not None
+        self._callback_offered = False
+        dialogue = self.engine.dialogue
+        number = await self._caller_number()
+        if is_yes(text) and number and await convert_to_callback(self.engine, self.call, number):
+            if self._hold is not None:
+                self._hold.cancel()
+            self._on_hold = False
+            said = dialogue.response_text("utter_callback_arranged")
+            self._start_speaking([said], None, then_end="callback_arranged")
+        else:
+            self._start_speaking([dialogue.response_text("utter_keep_waiting")], None)
 
     def _set_expectation(self, expectation: Expectation) -> None:
         self._expectation = expectation

@@ -64,6 +64,7 @@ class VoiceConfig:
     tts_volume: float = 1.0
     hold_audio: str = "audio/hold.wav"
     hold_announce_seconds: float = 30.0
+    callback_offer_seconds: float = 240.0
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ def voice_settings(settings: Settings) -> VoiceSettings:
         low_confidence=voice.low_confidence,
         barge_in=voice.barge_in,
         hold_announce_seconds=voice.hold_announce_seconds,
+        callback_offer_seconds=voice.callback_offer_seconds,
     )
 
 

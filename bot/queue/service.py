@@ -165,6 +165,39 @@ class AgentQueue:
             stored = rows.item_row(conn, item_id)
             return rows.item_from_row(stored, now, rows.position(conn, stored))
 
+    def convert_to_callback(self, item_id: int, caller_number: str) -> QueueItem:
+        """A waiting caller chose a call back over waiting: the live call leaves
+        the queue (``returned``, disposition ``converted_to_callback``, so it
+        counts neither as handled nor as abandoned) and a callback task with
+        the same handoff takes its place in line."""
+        now = self._now()
+        with self._write() as conn:
+            updated = conn.execute(
+                items.update()
+                .where(items.c.id == item_id, items.c.status == "waiting")
+                .values(status="returned", resolved_at=now, disposition="converted_to_callback")
+            )
+            if updated.rowcount != 1:
+                raise QueueError("invalid", f"item {item_id} is not waiting")
+            self._changed(conn, "returned", item_id)
+            live = rows.item_row(conn, item_id)
+            row = {
+                "call_id": live["call_id"],
+                "kind": "callback",
+                "reason": live["reason"],
+                "priority": live["priority"],
+                "skill": live["skill"],
+                "status": "waiting",
+                "enqueued_at": now,
+                "caller_number": caller_number,
+                "handoff": live["handoff"],
+                "summary": f"{live['summary']} The caller chose a call back instead of waiting.",
+            }
+            new_id = int(conn.execute(items.insert().values(**row)).inserted_primary_key[0])
+            self._changed(conn, "enqueued", new_id)
+            stored = rows.item_row(conn, new_id)
+            return rows.item_from_row(stored, now, rows.position(conn, stored))
+
     def abandon(self, call_id: str) -> list[QueueItem]:
         """The caller hung up while waiting: that call's waiting items (live
         calls only; a callback stays queued) end as abandoned, with their wait."""

@@ -294,3 +294,32 @@ def test_on_hold_the_caller_hears_the_agent_and_is_let_go(
     # Hold music played between the transfer and the agent's words.
     bot = np.frombuffer(read_wav_16k(Path(events[-1].to_dict()["recording_path"])), dtype="<i2")
     assert bot.size > 0
+
+
+def test_a_long_wait_is_offered_a_call_back(
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
+) -> None:
+    quick_offer = dataclasses.replace(
+        isolated_settings,
+        voice=dataclasses.replace(isolated_settings.voice, callback_offer_seconds=1.0),
+    )
+    number = "my number is oh seven seven double oh nine oh oh one two three"
+    asks = "can i speak to a real person please"
+    caller = caller_file(
+        tmp_path,
+        [silence(6.0), speak(number, tmp_path), silence(8.0), speak(asks, tmp_path),
+         silence(25.0), speak("yes please", tmp_path), silence(15.0)],
+    )  # fmt: skip
+    events, _ = run_call(
+        call_engine, quick_offer, caller, [number, asks, "yes please"], tmp_path / "o.wav"
+    )
+    said = [e.to_dict()["text"] for e in named(events, "bot_speech_started")]
+    offer = next(text for text in said if "call you back on" in text)
+    assert "oh seven seven oh, oh nine oh oh, one two three" in offer
+    assert said[-1].startswith("Done. A colleague will call you back")
+    assert events[-1].to_dict()["reason"] == "callback_arranged"
+    queue = call_engine.queue
+    assert queue is not None
+    mine = [i for i in queue.waiting() if i.call_id == events[0].call_id]
+    assert [(i.kind, i.caller_number) for i in mine] == [("callback", "07700900123")]
+    assert "chose a call back" in mine[0].summary

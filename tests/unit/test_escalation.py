@@ -98,3 +98,15 @@ def test_shouting_is_frustration(rules: EscalationRules) -> None:
 def test_bad_rules_are_named(raw: dict, message: str) -> None:
     with pytest.raises(EscalationConfigError, match=message):
         EscalationRules.from_mapping(raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "yes"),
+    [("yes", True), ("yes please", True), ("yeah go ahead", True), ("sure", True),
+     ("no", False), ("no thanks", False), ("yes i dont want that", False), ("maybe", False),
+     ("yesterday", False)],
+)  # fmt: skip
+def test_a_clear_yes(text: str, yes: bool) -> None:
+    from bot.expectations import is_yes
+
+    assert is_yes(text) is yes
