@@ -212,14 +212,3 @@ def write_wav(path: Path, pcm: bytes, channels: int = 1, rate_hz: int = SAMPLE_R
         wav.setframerate(rate_hz)
         wav.writeframes(pcm)
     partial.replace(path)
-
-
-def interleave(left: bytes, right: bytes) -> bytes:
-    """Two mono int16 tracks as one stereo stream, the shorter padded with silence."""
-    length = max(len(left), len(right)) // 2
-    stereo = np.zeros((length, 2), dtype="<i2")
-    a = np.frombuffer(left, dtype="<i2")
-    b = np.frombuffer(right, dtype="<i2")
-    stereo[: a.size, 0] = a
-    stereo[: b.size, 1] = b
-    return stereo.tobytes()

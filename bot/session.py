@@ -30,6 +30,7 @@ from bot.events import (
     EventListener,
     SpeechEnded,
     SpeechStarted,
+    TranscriptFinal,
     TranscriptPartial,
 )
 from bot.expectations import Expectation, expectation_for, is_yes
@@ -367,8 +368,6 @@ class CallSession:
 
     async def _low_confidence(self, text: str, confidence: float) -> None:
         assert self.call is not None
-        from bot.events import TranscriptFinal
-
         self.call.emit(TranscriptFinal(self.call.call_id, self.channel.now_ms(), text, confidence))
         self._low_confidence_streak += 1
         # Back to free speech: a closed grammar may be what failed.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.file_channel import AudioFileError, FileChannel, interleave, read_wav_16k, write_wav
+from bot.file_channel import AudioFileError, FileChannel, read_wav_16k, write_wav
 from bot.pcm import FRAME_BYTES
 
 
@@ -112,14 +112,11 @@ def test_clock_follows_frames_and_playback_lands_at_call_time() -> None:
 
 
 def test_stereo_writer(tmp_path: Path) -> None:
-    left = b"\x01\x00" * 4
-    right = b"\x02\x00" * 2
-    stereo = interleave(left, right)
-    write_wav(tmp_path / "s.wav", stereo, channels=2)
+    frames = np.array([[1, 2], [1, 2], [1, 0], [1, 0]], dtype="<i2")
+    write_wav(tmp_path / "s.wav", frames.tobytes(), channels=2)
     with wave.open(str(tmp_path / "s.wav")) as wav:
         assert wav.getnchannels() == 2
-        frames = np.frombuffer(wav.readframes(4), dtype="<i2").reshape(-1, 2)
-    assert frames[:, 0].tolist() == [1, 1, 1, 1]
-    assert frames[:, 1].tolist() == [2, 2, 0, 0]
-    assert len(stereo) == 4 * 2 * 2
+        read = np.frombuffer(wav.readframes(4), dtype="<i2").reshape(-1, 2)
+    assert read[:, 0].tolist() == [1, 1, 1, 1]
+    assert read[:, 1].tolist() == [2, 2, 0, 0]
     assert FRAME_BYTES == 640
