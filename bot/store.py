@@ -83,8 +83,14 @@ def _now() -> datetime:
 class CallStore:
     """Calls and turns; ``listener`` turns call events into rows."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, redact_after_call: bool = True) -> None:
         self.url = url
+        # What callers said is personal data: once a call is over, card
+        # numbers, e-mails, phone numbers and addresses in its transcript are
+        # replaced by typed placeholders (the call's structured fields keep
+        # what an agent needs).
+        self._redact_after_call = redact_after_call
+        self._redactor: Any = None
         self.engine = create_db_engine(url)
         metadata.create_all(self.engine)
         self._pending: dict[str, dict[str, Any]] = {}
@@ -131,6 +137,9 @@ class CallStore:
             reason = {"escalation_reason": event.reason}
             self._submit(lambda: self._update_call(event.call_id, reason))
         elif isinstance(event, CallEnded):
+            if self._redact_after_call:
+                call_id = event.call_id
+                self._submit(lambda: self._redact_call(call_id))
             values: dict[str, Any] = {
                 "ended_at": _now(),
                 "end_reason": event.reason,
@@ -159,6 +168,22 @@ class CallStore:
     def _insert(self, table: sa.Table, row: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
             conn.execute(table.insert().values(**row))
+
+    def _redact_call(self, call_id: str) -> None:
+        if self._redactor is None:
+            from bot.privacy import Redactor  # spaCy: loaded on the writer thread, once
+
+            self._redactor = Redactor()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(turns.c.id, turns.c.transcript).where(turns.c.call_id == call_id)
+            ).all()
+            for turn_id, transcript in rows:
+                redacted = self._redactor.redact(transcript or "").text
+                if redacted != transcript:
+                    conn.execute(
+                        turns.update().where(turns.c.id == turn_id).values(transcript=redacted)
+                    )
 
     def _update_call(self, call_id: str, values: dict[str, Any]) -> None:
         with self.engine.begin() as conn:

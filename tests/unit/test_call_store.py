@@ -54,3 +54,20 @@ def test_the_store_survives_a_restart(tmp_path: Path) -> None:
         assert [c["call_id"] for c in second.recent_calls()] == ["c2"]
     finally:
         second.close()
+
+
+def test_transcripts_are_redacted_when_the_call_ends(tmp_path: Path) -> None:
+    store = CallStore(f"sqlite:///{tmp_path / 'calls.sqlite3'}")
+    try:
+        store.listener(CallStarted("c3", 0))
+        said = "my email is jane dot doe at example dot com about order one two three four five"
+        store.listener(TranscriptFinal("c3", 100, said, 0.9))
+        store.listener(BotTurn("c3", 200, user=said, intent="inform", bot=("Thanks.",)))
+        store.flush()
+        assert store.turns("c3")[0]["transcript"] == said  # live: the agent may need it
+        store.listener(CallEnded("c3", 300, "caller_hang_up"))
+        store.flush()
+        kept = store.turns("c3")[0]["transcript"]
+        assert kept == "my email is [email] about order one two three four five"
+    finally:
+        store.close()
