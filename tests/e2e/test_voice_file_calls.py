@@ -301,7 +301,7 @@ def test_a_long_wait_is_offered_a_call_back(
 ) -> None:
     quick_offer = dataclasses.replace(
         isolated_settings,
-        voice=dataclasses.replace(isolated_settings.voice, callback_offer_seconds=1.0),
+        voice=dataclasses.replace(isolated_settings.voice, callback_offer_seconds=0.0),
     )
     number = "my number is oh seven seven double oh nine oh oh one two three"
     asks = "can i speak to a real person please"
