@@ -236,7 +236,9 @@ class CallSession:
         if self.echo is not None:
             # The echo gate runs its own voice activity detector (one per
             # stream: WebRTC's keeps state), raised while the bot plays.
-            speech = self.echo.feed(frame, played if bot_talking else None).caller_speaking
+            # Always the reference, also just after playback: the room and the
+            # sound server deliver the bot's last words a little later.
+            speech = self.echo.feed(frame, played).caller_speaking
         else:
             boost = self.settings.speaking_threshold_boost_db if bot_talking else 0.0
             speech = self.detector.is_speech(frame, boost)
