@@ -39,7 +39,7 @@ from bot.nlu.number_words import (
     is_single_digit,
     words_to_digits,
 )
-from bot.nlu.spoken import PLUS_WORDS, STOP_WORDS, SpokenEntityNormaliser
+from bot.nlu.spoken import PLUS_DIGITS_RE, PLUS_WORDS, STOP_WORDS, SpokenEntityNormaliser
 
 CARD = "card"
 EMAIL = "email"
@@ -80,7 +80,6 @@ DIGIT_SEPARATORS = frozenset({"-", "–", "(", ")"})
 
 _POSTCODE_RE = re.compile(r"[a-z]{1,2}\d[a-z\d]?\d[a-z]{2}")
 _TYPED_HOUSE_NUMBER_RE = re.compile(r"\d{1,4}[a-z]")
-_TYPED_PLUS_RE = re.compile(r"\+\d+")
 _POSTCODE_TOKEN_RE = re.compile(r"[a-z0-9]{1,7}")
 
 
@@ -196,7 +195,7 @@ def _digit_run_end(words: Sequence[str], start: int) -> int:
     index = start
     while index < len(words):
         word = words[index]
-        typed_plus = index == start and _TYPED_PLUS_RE.fullmatch(word) is not None
+        typed_plus = index == start and PLUS_DIGITS_RE.fullmatch(word) is not None
         if is_number_word(word) or word in MULTIPLIERS or typed_plus:
             last = index
         elif word in REPEAT_WORDS:

@@ -102,7 +102,7 @@ _LOCAL_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _LABEL_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _TYPED_EMAIL_RE = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 # Typed text keeps "+447700900123" as one token.
-_PLUS_DIGITS_RE = re.compile(r"\+\d+")
+PLUS_DIGITS_RE = re.compile(r"\+\d+")
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ def _run_end(words: Sequence[str], taken: Sequence[bool], start: int) -> int:
     index = start
     while index < len(words) and not taken[index]:
         word = words[index]
-        typed_plus = index == start and _PLUS_DIGITS_RE.fullmatch(word) is not None
+        typed_plus = index == start and PLUS_DIGITS_RE.fullmatch(word) is not None
         if is_number_word(word) or word in MULTIPLIERS or typed_plus:
             last = index
         elif not _joins_run(words, index, last):
