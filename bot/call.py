@@ -12,15 +12,17 @@ import asyncio
 import dataclasses
 import logging
 import re
+import threading
 import time
 import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.action_server import ActionServer
-from bot.dialogue import Dialogue, DialogueReply
+from bot.dialogue import Dialogue, DialogueError, DialogueReply
 from bot.escalation import CallerTurn, EscalationRules, detect
 from bot.events import (
     BotTurn,
@@ -32,7 +34,7 @@ from bot.events import (
     TranscriptFinal,
 )
 from bot.handoff import TranscriptLine, build_handoff
-from bot.model_store import resolve_model
+from bot.model_store import ModelError, model_info
 from bot.queue import AgentQueue
 from bot.settings import Settings
 from bot.store import CallStore
@@ -105,6 +107,9 @@ class Call:
     transcript: list[TranscriptLine] = field(default_factory=list)
     intents: list[dict[str, Any]] = field(default_factory=list)
     queue_item_id: int | None = None
+    # The dialogue model the call started with: it keeps it to the end even
+    # when a new model is deployed meanwhile.
+    dialogue: Dialogue | None = None
     _started: float = field(default_factory=time.monotonic)
 
     def t_ms(self) -> int:
@@ -117,23 +122,59 @@ class Call:
             listener(event)
 
 
+def start_retention_purge(settings: Settings) -> threading.Thread:
+    """Purges expired recordings and caller details once, in a daemon thread;
+    the report goes to the log, and a failure never stops the bot."""
+
+    def purge() -> None:
+        from bot.retention import purge_expired
+
+        try:
+            report = purge_expired(
+                settings.store_url, settings.recordings_dir, settings.privacy.retention_days
+            )
+        except Exception:
+            log.exception("purging expired call data failed")
+            return
+        log.info("retention purge: %s", report.summary())
+
+    thread = threading.Thread(target=purge, name="retention-purge", daemon=True)
+    thread.start()
+    return thread
+
+
 class CallEngine:
-    """Loads the dialogue once and runs calls against it."""
+    """Loads the dialogue once and runs calls against it.
+
+    Unless a model is configured explicitly, the engine follows production's
+    deployments: a newly deployed model is loaded and warmed up in the
+    background, then new calls get it while calls in progress keep theirs.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._action_server: ActionServer | None = None
         self._dialogue: Dialogue | None = None
+        self._actions_url = ""
         self.store: CallStore | None = None
         self._rules: EscalationRules | None = None
         self.queue: AgentQueue | None = None
+        self._model_lock = threading.Lock()
+        self._failed_model = ""
+        self._stop_watching = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def start(self) -> None:
+        from bot.training.deploy import production_model
+
         settings = self._settings
         self._rules = EscalationRules.from_mapping(settings.escalation)
         self.store = CallStore(settings.store_url)
         self.queue = AgentQueue(settings.store_url)
-        model = resolve_model(settings.project_dir, settings.models_dir, settings.dialogue.model)
+        start_retention_purge(settings)
+        model = production_model(
+            self.store.engine, settings.project_dir, settings.models_dir, settings.dialogue.model
+        )
         actions_url = settings.dialogue.actions_url
         if not actions_url:
             self._action_server = ActionServer(
@@ -144,18 +185,70 @@ class CallEngine:
             )
             self._action_server.start()
             actions_url = self._action_server.webhook_url
-        self._dialogue = Dialogue(
-            model,
-            actions_url,
-            settings.dialogue.tracker_store_url,
-            settings.dialogue.lock_store_url,
-        )
+        self._actions_url = actions_url
+        self._dialogue = self._load_dialogue(model)
         log.info("dialogue model %s loaded; actions at %s", model.name, actions_url)
+        poll = settings.dialogue.model_poll_seconds
+        if not settings.dialogue.model and poll > 0:
+            self._watcher = threading.Thread(
+                target=self._watch_deployments, args=(poll,), name="model-watcher", daemon=True
+            )
+            self._watcher.start()
+
+    def _load_dialogue(self, model: Path) -> Dialogue:
+        dialogue = self._settings.dialogue
+        return Dialogue(
+            model, self._actions_url, dialogue.tracker_store_url, dialogue.lock_store_url
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The model new calls get."""
+        return self.dialogue.model_path.name.removesuffix(".tar.gz")
+
+    def _watch_deployments(self, poll_seconds: float) -> None:
+        while not self._stop_watching.wait(poll_seconds):
+            try:
+                self.refresh_model()
+            except Exception:  # the watcher must outlive any one bad deployment
+                log.exception("checking the deployed model failed")
+
+    def refresh_model(self) -> bool:
+        """Loads the deployed model if it is not the one new calls get; True
+        when new calls now get a different model. Blocking: call off the loop."""
+        from bot.training.deploy import deployed_model_name
+
+        if self.store is None or self._settings.dialogue.model:
+            return False
+        with self._model_lock:
+            name = deployed_model_name(self.store.engine)
+            if not name or name == self.model_name or name == self._failed_model:
+                return False
+            try:
+                path = model_info(self._settings.models_dir, name).path
+                fresh = self._load_dialogue(path)
+                asyncio.run(fresh.warm_up())
+            except (ModelError, DialogueError) as exc:
+                # Keep answering with the model we have; try again after a
+                # later deployment.
+                self._failed_model = name
+                log.error("deployed model %s cannot be used: %s", name, exc)
+                return False
+            previous, self._dialogue = self._dialogue, fresh
+            self._failed_model = ""
+        log.info(
+            "new calls now use model %s (was %s); calls in progress keep theirs",
+            name, previous.model_path.name if previous else "none",
+        )  # fmt: skip
+        return True
 
     async def warm_up(self) -> None:
         await self.dialogue.warm_up()
 
     def close(self) -> None:
+        self._stop_watching.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=60)
         if self._dialogue is not None:
             self._dialogue.close()
         if self._action_server is not None:
@@ -170,6 +263,10 @@ class CallEngine:
         if self._dialogue is None:
             raise RuntimeError("CallEngine.start() has not run")
         return self._dialogue
+
+    def dialogue_of(self, call: Call) -> Dialogue:
+        """The model a call started with."""
+        return call.dialogue or self.dialogue
 
     def greeting(self) -> str:
         return self.dialogue.response_text("utter_greet")
@@ -186,6 +283,7 @@ class CallEngine:
             listeners=every + list(listeners or []),
             clock=clock,
             channel=channel,
+            dialogue=self.dialogue,
         )
         call.emit(CallStarted(call.call_id, 0, channel))
         return call
@@ -197,13 +295,13 @@ class CallEngine:
         reason = detect(self._rules, call.caller_turns)
         if reason is None:
             return reply
-        said = await self.dialogue.escalate(call.call_id, reason)
+        said = await self.dialogue_of(call).escalate(call.call_id, reason)
         return dataclasses.replace(reply, bot=(*reply.bot, said), escalation_reason=reason)
 
     async def escalate(self, call: Call, reason: str) -> list[str]:
         """Escalates outside the dialogue's own rules (for example speech never
         understood); returns what the bot says."""
-        said = [await self.dialogue.escalate(call.call_id, reason)]
+        said = [await self.dialogue_of(call).escalate(call.call_id, reason)]
         if call.escalation_reason is None:
             said.extend(await self._hand_over(call, reason))
             call.escalation_reason = reason
@@ -217,7 +315,8 @@ class CallEngine:
             return []
         rule = self._rules.rule(reason)
         skill = self._rules.skill_for([i["intent"] for i in call.intents])
-        slots = await self.dialogue.slots(call.call_id)
+        dialogue = self.dialogue_of(call)
+        slots = await dialogue.slots(call.call_id)
         handoff = build_handoff(
             call.call_id, reason, rule.priority, skill, call.intents, call.transcript, slots,
             call.caller_number, call.channel,
@@ -241,12 +340,12 @@ class CallEngine:
             wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
         except Exception as exc:  # a dead queue database must not drop the caller
             log.error("call %s could not be queued: %s", call.call_id, exc)
-            return [self.dialogue.response_text("utter_queue_unavailable")]
+            return [dialogue.response_text("utter_queue_unavailable")]
         call.queue_item_id = item.id
         if rule.kind == "callback":
             return []
         return [
-            self.dialogue.response_text("utter_queue_position").format(
+            dialogue.response_text("utter_queue_position").format(
                 position=item.position, wait=speak_wait(wait)
             )
         ]
@@ -263,18 +362,19 @@ class CallEngine:
         utterance = clean_utterance(text, self._settings.dialogue.max_utterance_chars)
         call.emit(TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence))
         started = time.perf_counter()
+        dialogue = self.dialogue_of(call)
         if not utterance:
             reply = DialogueReply(
                 intent="",
                 confidence=0.0,
                 entities={},
-                bot=(self.dialogue.response_text("utter_nothing_heard"),),
+                bot=(dialogue.response_text("utter_nothing_heard"),),
             )
         else:
             if self._action_server is not None:
                 # A server that died between turns comes back before it is needed.
                 self._action_server.ensure_running()
-            reply = await self.dialogue.respond(call.call_id, utterance)
+            reply = await dialogue.respond(call.call_id, utterance)
             if reply.failed_actions and self._action_server is not None:
                 self._action_server.ensure_running()
             call.caller_turns.append(

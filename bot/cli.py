@@ -16,6 +16,7 @@ from bot import __version__
 from bot.logs import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 from bot.speech.models import DEFAULT_BASE_URL as DEFAULT_MODEL_URL
+from bot.training.cli import TrainCliError, add_train_parser, run_train_command
 
 
 class CliError(Exception):
@@ -299,6 +300,29 @@ def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
     raise CliError("choose a models command: train or list")
 
 
+def _cmd_privacy(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from bot.retention import RetentionError, purge_expired
+
+    days = settings.privacy.retention_days if args.days is None else args.days
+    out = _json_stdout() if args.json else sys.stdout
+    try:
+        report = purge_expired(settings.store_url, settings.recordings_dir, days)
+    except RetentionError as exc:
+        raise CliError(str(exc)) from exc
+    out.write((json.dumps(report.to_dict()) if args.json else report.summary()) + "\n")
+    return 0
+
+
+def _cmd_train(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        return run_train_command(settings, args)
+    except TrainCliError as exc:
+        print(f"voicebot: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asr-model", help="a Vosk model folder (default: models/)")
     parser.add_argument("--model", help="dialogue model archive (default: the current one)")
@@ -372,6 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--sha256", help="expected checksum of the archive")
     pull.add_argument("--force", action="store_true", help="download even if present")
     models.set_defaults(handler=_cmd_models)
+
+    privacy = sub.add_parser("privacy", help="what callers said, and how long it is kept")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    purge = privacy_sub.add_parser(
+        "purge", help="delete expired recordings and scrub expired calls' personal details"
+    )
+    purge.add_argument("--days", type=int, help="keep this many days (default: the settings')")
+    purge.add_argument("--json", action="store_true", help="print the report as JSON")
+    privacy.set_defaults(handler=_cmd_privacy)
+
+    add_train_parser(sub, _cmd_train)
     return parser
 
 

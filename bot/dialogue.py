@@ -108,11 +108,14 @@ class Dialogue:
                 f"dialogue model {model_path} did not load. Run `voicebot models train`."
             )
         self.model_path = model_path
-        self._catcher = _ActionFailureCatcher()
-        logging.getLogger("rasa.core.processor").addHandler(self._catcher)
+        # One catcher serves every loaded model (a newly deployed one loads
+        # beside the old): two would report each failure twice.
+        processor_log = logging.getLogger("rasa.core.processor")
+        if not any(isinstance(h, _ActionFailureCatcher) for h in processor_log.handlers):
+            processor_log.addHandler(_ActionFailureCatcher())
 
     def close(self) -> None:
-        logging.getLogger("rasa.core.processor").removeHandler(self._catcher)
+        """Nothing to release: the catcher stays for models loaded later."""
 
     def response_text(self, name: str) -> str:
         """The first text variant of a domain response."""

@@ -67,7 +67,7 @@ class HoldLine:
             return HoldStep()
         if self._last_announce_ms is None:
             self._last_announce_ms = now_ms
-        dialogue = self._engine.dialogue
+        dialogue = self._engine.dialogue_of(self._call)
         if messages:
             await loop.run_in_executor(None, queue.mark_delivered, [m.id for m in messages])
             for message in messages:

@@ -13,13 +13,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,6 +41,8 @@ class ModelInfo:
     fingerprint: str
     trained_at: str
     train_seconds: float
+    # Everything the metadata file holds: who trained it, its evaluation...
+    meta: dict[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
@@ -67,8 +70,12 @@ def data_fingerprint(project_dir: Path) -> str:
     return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
+def _meta_path(archive: Path) -> Path:
+    return archive.with_name(archive.name[: -len(MODEL_SUFFIX)] + ".json")
+
+
 def _read_info(archive: Path) -> ModelInfo:
-    meta_path = archive.with_name(archive.name[: -len(MODEL_SUFFIX)] + ".json")
+    meta_path = _meta_path(archive)
     meta: dict[str, object] = {}
     if meta_path.is_file():
         try:
@@ -83,7 +90,36 @@ def _read_info(archive: Path) -> ModelInfo:
         fingerprint,
         trained_at,
         float(seconds) if isinstance(seconds, int | float) else 0.0,
+        meta,
     )
+
+
+def model_path(models_dir: Path, name: str) -> Path:
+    """The archive of a model named ``dialogue-<fingerprint>`` (or given with its suffix)."""
+    name = name[: -len(MODEL_SUFFIX)] if name.endswith(MODEL_SUFFIX) else name
+    if "/" in name or not name.startswith(MODEL_PREFIX):
+        raise ModelError(f"{name!r} is not a model name (they look like dialogue-0123abcd...)")
+    return models_dir / f"{name}{MODEL_SUFFIX}"
+
+
+def model_info(models_dir: Path, name: str) -> ModelInfo:
+    path = model_path(models_dir, name)
+    if not path.is_file():
+        known = ", ".join(info.name for info in list_models(models_dir)) or "none"
+        raise ModelError(f"no model {name} in {models_dir} (there are: {known})")
+    return _read_info(path)
+
+
+def update_metadata(models_dir: Path, name: str, values: dict[str, object]) -> ModelInfo:
+    """Merges ``values`` into a model's metadata file (written atomically)."""
+    info = model_info(models_dir, name)
+    meta = {**info.meta, **values}
+    meta.setdefault("fingerprint", info.fingerprint)
+    target = _meta_path(info.path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return _read_info(info.path)
 
 
 def list_models(models_dir: Path) -> list[ModelInfo]:
@@ -128,8 +164,17 @@ def resolve_model(project_dir: Path, models_dir: Path, explicit: str = "") -> Pa
     )
 
 
-def train_model(project_dir: Path, models_dir: Path, force: bool = False) -> ModelInfo:
-    """Trains a model for the current data unless one exists; returns its info."""
+def train_model(
+    project_dir: Path,
+    models_dir: Path,
+    force: bool = False,
+    trained_by: str = "",
+    on_output: Callable[[str], None] | None = None,
+) -> ModelInfo:
+    """Trains a model for the current data unless one exists; returns its info.
+
+    ``on_output`` receives Rasa's output line by line (progress bars included);
+    without it the output goes to our stderr."""
     models_dir.mkdir(parents=True, exist_ok=True)
     with open(models_dir / ".train.lock", "w") as lock:
         # Two processes asked to train the same data at once: the second waits
@@ -139,10 +184,42 @@ def train_model(project_dir: Path, models_dir: Path, force: bool = False) -> Mod
         existing = model_for_fingerprint(models_dir, fingerprint)
         if existing and not force:
             return _read_info(existing)
-        return _run_rasa_train(project_dir, models_dir, fingerprint)
+        return _run_rasa_train(project_dir, models_dir, fingerprint, trained_by, on_output)
 
 
-def _run_rasa_train(project_dir: Path, models_dir: Path, fingerprint: str) -> ModelInfo:
+def _run_command(
+    command: list[str], cwd: Path, env: dict[str, str], on_output: Callable[[str], None] | None
+) -> int:
+    if on_output is None:
+        # Rasa prints progress on stdout; it belongs on our stderr.
+        result = subprocess.run(
+            command, cwd=cwd, stdout=sys.stderr, stderr=sys.stderr, env=env, check=False
+        )
+        return result.returncode
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0
+    )
+    assert process.stdout is not None
+    pending = b""
+    # Progress bars redraw with carriage returns: each redraw is a line here.
+    while chunk := process.stdout.read(4096):
+        pending += chunk
+        *lines, pending = re.split(rb"[\r\n]", pending)
+        for line in lines:
+            if line.strip():
+                on_output(line.decode("utf-8", "replace"))
+    if pending.strip():
+        on_output(pending.decode("utf-8", "replace"))
+    return process.wait()
+
+
+def _run_rasa_train(
+    project_dir: Path,
+    models_dir: Path,
+    fingerprint: str,
+    trained_by: str = "",
+    on_output: Callable[[str], None] | None = None,
+) -> ModelInfo:
     name = f"{MODEL_PREFIX}{fingerprint}"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".training-") as tmp:
@@ -153,14 +230,11 @@ def _run_rasa_train(project_dir: Path, models_dir: Path, fingerprint: str) -> Mo
         ]  # fmt: skip
         log.info("training dialogue model %s", name)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        # Rasa prints progress on stdout; it belongs on our stderr.
-        result = subprocess.run(
-            command, cwd=project_dir, stdout=sys.stderr, stderr=sys.stderr, env=env, check=False
-        )
+        returncode = _run_command(command, project_dir, env, on_output)
         produced = Path(tmp) / f"{name}{MODEL_SUFFIX}"
-        if result.returncode != 0 or not produced.is_file():
+        if returncode != 0 or not produced.is_file():
             raise ModelError(
-                f"rasa train failed (exit code {result.returncode}); its output is above. "
+                f"rasa train failed (exit code {returncode}); its output is above. "
                 "Fix the training data (`rasa data validate` names problems) and retry."
             )
         seconds = round(time.monotonic() - started, 1)
@@ -168,6 +242,7 @@ def _run_rasa_train(project_dir: Path, models_dir: Path, fingerprint: str) -> Mo
             "fingerprint": fingerprint,
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "train_seconds": seconds,
+            "trained_by": trained_by or "make",
         }
         target = models_dir / produced.name
         meta_path = models_dir / f"{name}.json"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from bot.call import Call, CallEngine
+from bot.dialogue import Dialogue
 from bot.events import (
     BargeIn,
     BotSpeechEnded,
@@ -379,7 +380,7 @@ class CallSession:
             said = await self.engine.escalate(self.call, "repeated_fallback")
             self._start_speaking(said, None, then_end="transferred")
         else:
-            self._start_speaking([self.engine.dialogue.response_text("utter_ask_again")], None)
+            self._start_speaking([self._dialogue().response_text("utter_ask_again")], None)
 
     # -- replies ---------------------------------------------------------------
 
@@ -517,17 +518,21 @@ class CallSession:
             if not step.say:
                 await self.channel.play(next(music))
 
+    def _dialogue(self) -> Dialogue:
+        """The model this call started with."""
+        return self.engine.dialogue_of(self.call) if self.call else self.engine.dialogue
+
     async def _caller_number(self) -> str | None:
         assert self.call is not None
         if self.call.caller_number:
             return self.call.caller_number
-        number = (await self.engine.dialogue.slots(self.call.call_id)).get("phone_number")
+        number = (await self._dialogue().slots(self.call.call_id)).get("phone_number")
         return str(number) if number else None
 
     async def _answer_callback_offer(self, text: str) -> None:
         assert self.call is not None
         self._callback_offered = False
-        dialogue = self.engine.dialogue
+        dialogue = self._dialogue()
         number = await self._caller_number()
         if is_yes(text) and number and await convert_to_callback(self.engine, self.call, number):
             if self._hold is not None:
@@ -563,7 +568,7 @@ class CallSession:
             self._ending = True
             self._speech_generation += 1
             self.channel.stop_playback()
-            text = self.engine.dialogue.response_text("utter_call_time_limit")
+            text = self._dialogue().response_text("utter_call_time_limit")
             self._start_speaking([text], None, then_end="time_limit")
             return
         if self._in_utterance or self.channel.is_playing or self._responder_speaking():
@@ -573,7 +578,7 @@ class CallSession:
             return
         self._silent_since_ms = now
         self._reprompts += 1
-        dialogue = self.engine.dialogue
+        dialogue = self._dialogue()
         if self._reprompts > self.settings.max_reprompts:
             self._ending = True
             self._start_speaking(

@@ -37,6 +37,8 @@ class DialogueSettings:
     max_utterance_chars: int = 500
     tracker_store_url: str = ""
     lock_store_url: str = ""
+    # How often a running bot looks for a newly deployed model (0: never).
+    model_poll_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,29 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class TrainingSettings:
+    """The trainers' workflow: what the inbox puts first, and the deploy gate."""
+
+    # Held-out examples every candidate and the production model are scored on.
+    test_set: Path = Path("tests/nlu/holdout.yml")
+    # Turns below these confidences need a look.
+    low_intent_confidence: float = 0.6
+    low_asr_confidence: float = 0.6
+    # A candidate whose accuracy or macro-F1 is lower than production's by
+    # more than this cannot be deployed without an admin's override...
+    max_f1_drop: float = 0.01
+    # ...nor one that loses more than this F1 on any single intent.
+    max_intent_f1_drop: float = 0.1
+    cross_validation_folds: int = 3
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    # Recordings and unredacted caller details are deleted after this many days.
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     file: Path = Path("var/log/voicebot.log")
     level: str = "INFO"
@@ -90,6 +115,8 @@ class Settings:
     # Escalation rules: a mapping read by bot.escalation (lists and tables
     # don't fit environment variables, so this section has none).
     escalation: dict[str, Any] = field(default_factory=dict)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
@@ -113,6 +140,10 @@ class Settings:
         return self.project_dir / self.store.recordings_dir
 
     @property
+    def test_set(self) -> Path:
+        return self.project_dir / self.training.test_set
+
+    @property
     def log_file(self) -> Path:
         return self.project_dir / self.logging.file
 
@@ -123,6 +154,8 @@ _SECTIONS = {
     "backend": BackendSettings,
     "store": StoreSettings,
     "voice": VoiceConfig,
+    "training": TrainingSettings,
+    "privacy": PrivacySettings,
     "logging": LoggingSettings,
 }
 

@@ -37,6 +37,9 @@ calls = sa.Table(
     sa.Column("duration_ms", sa.Integer),
     sa.Column("escalation_reason", sa.String(64)),
     sa.Column("recording_path", sa.Text),
+    # When retention removed the call's recording and personal details
+    # (bot.retention); NULL until then.
+    sa.Column("purged_at", sa.DateTime(timezone=True)),
 )
 
 turns = sa.Table(
@@ -76,6 +79,30 @@ def create_db_engine(url: str) -> Engine:
     return sa.create_engine(url, future=True, pool_pre_ping=True)
 
 
+def add_missing_columns(engine: Engine) -> None:
+    """Adds columns that call stores made by older versions lack (``purged_at``)."""
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(calls.name):
+            return
+        present = {column["name"] for column in inspector.get_columns(calls.name)}
+    if "purged_at" in present:
+        return
+    column_type = calls.c.purged_at.type.compile(dialect=engine.dialect)
+    exists_clause = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {calls.name} ADD COLUMN {exists_clause}purged_at {column_type}"
+            )
+    except sa.exc.OperationalError:
+        # Another process added it first (SQLite has no ADD COLUMN IF NOT EXISTS).
+        with engine.connect() as conn:
+            columns = sa.inspect(conn).get_columns(calls.name)
+        if "purged_at" not in {column["name"] for column in columns}:
+            raise
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -93,6 +120,7 @@ class CallStore:
         self._redactor: Any = None
         self.engine = create_db_engine(url)
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         self._pending: dict[str, dict[str, Any]] = {}
         self._turn_index: dict[str, int] = {}
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()

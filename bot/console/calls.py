@@ -18,6 +18,8 @@ router = APIRouter()
 
 # Roles that may read any call's page (agents read only the calls they took).
 OVERSEEING_ROLES = frozenset({"supervisor", "admin"})
+# A flag's note says what the caller meant, in a sentence or two.
+MAX_NOTE_CHARS = 500
 
 
 def _event_stream(body: Any) -> StreamingResponse:
@@ -87,12 +89,33 @@ def call_page(request: Request, item_id: int, session: QueueUser) -> Response:
     context = {
         "area": "queue",
         "call": call,
+        "handoff_lines": _with_turns(call["transcript"], every_turn),
         "turns": since_handoff,
         "last_turn_index": last_turn_index,
         "sent": [message.text for message in pending],
         "dispositions": DISPOSITIONS,
     }
     return render(request, "call.html", context, session)
+
+
+def _with_turns(
+    lines: list[tuple[str, str, str]], every_turn: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The handoff's transcript lines, each caller line with its stored turn
+    (matched in order by text) so it can be flagged; ``turn`` is None where
+    none matches (a line redacted since, or a call store elsewhere)."""
+    said = [turn for turn in every_turn if turn["caller"]]
+    shown = []
+    position = 0
+    for time, speaker, text in lines:
+        match = None
+        if speaker == "Caller":
+            for index in range(position, len(said)):
+                if said[index]["caller"] == text:
+                    match, position = said[index], index + 1
+                    break
+        shown.append({"time": time, "speaker": speaker, "text": text, "turn": match})
+    return shown
 
 
 @router.get("/calls/{item_id}/events")
@@ -129,6 +152,25 @@ def say_to_caller(
             return redirect(f"/calls/{item_id}", "not_yours")
         raise
     return redirect(f"/calls/{item_id}", "sent")
+
+
+@router.post("/calls/{item_id}/turns/{turn_index}/flag")
+def flag_turn(
+    request: Request,
+    session: PostedByQueueUser,
+    item_id: int,
+    turn_index: int,
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    """Marks a caller turn as misunderstood by the bot, for the trainers' inbox."""
+    item = _readable_item(request, item_id, session)
+    reader = parts_of(request).turn_reader
+    flagged = reader.flag(
+        item.call_id, turn_index, session.agent_name, note.strip()[:MAX_NOTE_CHARS]
+    )
+    if flagged is None:
+        raise ConsoleError("no_such_turn", 404, f"This call has no turn {turn_index}.")
+    return redirect(f"/calls/{item_id}", "turn_flagged")
 
 
 @router.post("/calls/{item_id}/return")

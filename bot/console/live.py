@@ -24,7 +24,9 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.console.views import turn_view
 from bot.queue import QueueWatcher
+from bot.queue.schema import WRITE_OPTION
 from bot.store import turns
+from bot.training.schema import create_training_tables, turn_flags
 
 log = logging.getLogger(__name__)
 
@@ -134,18 +136,40 @@ def _as_utc(moment: datetime) -> datetime:
 
 
 class TurnReader:
-    """Reads a call's turns from the call store's ``turns`` table."""
+    """Reads a call's turns from the call store's ``turns`` table, and keeps the
+    agents' flags on them (``training_turn_flags``, beside the turns)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._flags_ready = False
+        self._flags_lock = threading.Lock()
 
     def _has_turns_table(self) -> bool:
         with self._engine.connect() as conn:
             return bool(sa.inspect(conn).has_table(turns.name))
 
+    def _ensure_flags_table(self) -> None:
+        if self._flags_ready:
+            return
+        with self._flags_lock:
+            if self._flags_ready:
+                return
+            # Takes the write lock before looking (SQLite's BEGIN IMMEDIATE on the
+            # queue's engine): a read lock upgraded to write fails at once when
+            # another writer is busy.
+            writes = self._engine.execution_options(**{WRITE_OPTION: True})
+            try:
+                create_training_tables(writes)
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                # Another process created them between our check and our CREATE.
+                create_training_tables(writes)
+            self._flags_ready = True
+
     def turns(self, call_id: str, after_index: int = -1) -> list[dict[str, Any]]:
         """The call's turns after ``after_index``, in order, as the pages show them,
-        each with its ``created_at``."""
+        each with its ``created_at`` and whether an agent flagged it."""
+        self._ensure_flags_table()
+        flagged = sa.exists().where(turn_flags.c.turn_id == turns.c.id)
         query = (
             sa.select(
                 turns.c.turn_index,
@@ -153,6 +177,7 @@ class TurnReader:
                 turns.c.created_at,
                 turns.c.transcript,
                 turns.c.bot_text,
+                flagged.label("flagged"),
             )
             .where(turns.c.call_id == call_id, turns.c.turn_index > after_index)
             .order_by(turns.c.turn_index)
@@ -165,7 +190,44 @@ class TurnReader:
             if not self._has_turns_table():
                 return []
             raise
-        return [{**turn_view(row), "created_at": _as_utc(row["created_at"])} for row in rows]
+        return [
+            {
+                **turn_view(row),
+                "flagged": bool(row["flagged"]),
+                "created_at": _as_utc(row["created_at"]),
+            }
+            for row in rows
+        ]
+
+    def flag(self, call_id: str, turn_index: int, flagged_by: str, note: str = "") -> bool | None:
+        """Records that ``flagged_by`` says the bot misunderstood this turn.
+        False when they had said so already; None when the call has no such turn."""
+        self._ensure_flags_table()
+        query = sa.select(turns.c.id).where(
+            turns.c.call_id == call_id, turns.c.turn_index == turn_index
+        )
+        try:
+            with self._engine.connect() as conn:
+                turn_id = conn.execute(query).scalar()
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            if not self._has_turns_table():
+                return None
+            raise
+        if turn_id is None:
+            return None
+        row = {
+            "turn_id": turn_id,
+            "call_id": call_id,
+            "flagged_by": flagged_by,
+            "note": note,
+            "created_at": datetime.now(timezone.utc),
+        }
+        try:
+            with self._engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+                conn.execute(turn_flags.insert().values(**row))
+        except sa.exc.IntegrityError:  # flagged by this person before
+            return False
+        return True
 
 
 async def turn_stream(

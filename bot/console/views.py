@@ -57,6 +57,7 @@ NOTICES = {
     "not_yours": Notice("error", "That call is no longer with you."),
     "bad_disposition": Notice("error", "Choose a disposition from the list."),
     "state_set": Notice("ok", "Your state is updated."),
+    "turn_flagged": Notice("ok", "Flagged: the trainers will see that the bot misunderstood."),
 }
 
 
