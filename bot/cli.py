@@ -260,7 +260,11 @@ def _cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_console(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console import ConsoleSettings, run_console
 
-    run_console(ConsoleSettings(database_url=settings.store_url, host=args.host, port=args.port))
+    run_console(
+        ConsoleSettings(
+            database_url=settings.store_url, host=args.host, port=args.port, project=settings
+        )
+    )
     return 0
 
 

@@ -85,10 +85,13 @@ class TrainingSettings:
     low_intent_confidence: float = 0.6
     low_asr_confidence: float = 0.6
     # A candidate whose accuracy or macro-F1 is lower than production's by
-    # more than this cannot be deployed without an admin's override...
-    max_f1_drop: float = 0.01
-    # ...nor one that loses more than this F1 on any single intent.
-    max_intent_f1_drop: float = 0.1
+    # more than this cannot be deployed without an admin's override... (A
+    # retrain after adding three examples moved held-out accuracy by 0.011:
+    # a tighter margin would block honest retrains.)
+    max_f1_drop: float = 0.02
+    # ...nor one that loses more than this F1 on any single intent (an intent
+    # has 10-20 held-out examples: one of them is worth up to 0.1).
+    max_intent_f1_drop: float = 0.2
     cross_validation_folds: int = 3
 
 

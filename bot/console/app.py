@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.console import calls
+from bot.console import calls, training, training_models
 from bot.console.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -46,7 +46,9 @@ from bot.console.web import (
 )
 from bot.queue import AgentQueue, QueueSettings, QueueWatcher
 from bot.queue.schema import WRITE_OPTION
+from bot.settings import Settings
 from bot.store import create_db_engine
+from bot.training.service import TrainingWorkflow
 
 LOGIN_TOKEN_SECONDS = 3600
 
@@ -81,6 +83,9 @@ class ConsoleSettings:
     # How often an open call page's stream looks for new turns.
     transcript_poll_seconds: float = 0.25
     queue: QueueSettings = QueueSettings()
+    # The bot's settings, for the trainer pages (the Rasa project, its models
+    # and the call store); None: this console has no training pages.
+    project: Settings | None = None
 
 
 class _SecurityHeaders:
@@ -130,6 +135,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         if settings.calls_database_url
         else queue.engine
     )
+    workflow = TrainingWorkflow(settings.project, engine=calls_engine) if settings.project else None
     feed = QueueChangeFeed(lambda: QueueWatcher(settings.database_url, settings.queue))
     parts = ConsoleParts(
         queue=queue,
@@ -149,6 +155,8 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
             yield
         finally:
             await feed.stop()
+            if workflow is not None:
+                workflow.close()
             if calls_engine is not queue.engine:
                 calls_engine.dispose()
             queue.close()
@@ -157,9 +165,12 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         title="Hotline console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.console = parts
+    app.state.training = workflow
     app.add_middleware(_SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(calls.router)
+    app.include_router(training.router)
+    app.include_router(training_models.router)
     _add_account_routes(app)
     _add_area_routes(app)
 
@@ -276,8 +287,3 @@ def _add_area_routes(app: FastAPI) -> None:
             "chart_svg": hourly_bars_svg(counts, "Calls and callbacks queued per hour today"),
         }
         return render(request, "dashboard.html", context, session)
-
-    @app.get("/training", response_class=HTMLResponse)
-    def training(request: Request, session: SignedIn) -> Response:
-        require_area(session, "training")
-        return render(request, "training.html", {"area": "training"}, session)

@@ -250,8 +250,10 @@ def decide(
             raise WorkflowError("select at least one item first")
         pairs = _entity_pairs(entity or [], words or []) if decision == "entities" else []
         chosen_intent = _decision_intent(decision, intent, new_intent)
-        if decision in ("intent", "new_intent") and not chosen_intent:
-            raise WorkflowError("choose the intent" if decision == "intent" else "name the new intent")
+        if decision == "intent" and not chosen_intent:
+            raise WorkflowError("choose the intent to assign")
+        if decision == "new_intent" and not chosen_intent:
+            raise WorkflowError("name the new intent")
         if decision == "entities" and not pairs:
             raise WorkflowError("give at least one entity and the words it covers")
         records = workflow.annotate(
@@ -320,5 +322,10 @@ def job_page(request: Request, job_id: int, session: Trainer) -> Response:
     job = workflow_of(request).jobs.get(job_id)
     if job is None:
         raise ConsoleError("no_such_job", 404, f"There is no training job {job_id}.")
-    context = {"area": "training", "tab": "models", "job": job_row(job)}
+    context = {
+        "area": "training",
+        "tab": "inbox" if job.kind == "validate" else "models",
+        "job": job_row(job),
+        "validation": validation_view(job) if job.kind == "validate" and not job.running else None,
+    }
     return render(request, "training_job.html", context, session)

@@ -28,8 +28,8 @@ from bot.model_store import ModelError, ModelInfo, model_info
 from bot.training import deploy
 from bot.training.deploy import DeployError
 from bot.training.evaluation import (
-    EvaluationError,
     Evaluation,
+    EvaluationError,
     cached_evaluation,
     compare,
     confusion_svg,

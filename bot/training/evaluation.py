@@ -226,24 +226,24 @@ def _evaluate_in_child(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as stderr:
-            proc = subprocess.Popen(
+            with subprocess.Popen(
                 command, cwd=_CODE_ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=stderr
-            )
-            try:
+            ) as proc:
                 assert proc.stdout is not None
-                for line in proc.stdout:
-                    if line.startswith(_PROGRESS_PREFIX):
-                        done, total = (int(n) for n in line.split()[1:3])
-                        report(f"{name}: {done}/{total} examples", done / max(total, 1))
-                returncode = proc.wait()
-            finally:
-                if proc.poll() is None:  # the progress callback raised
+                try:
+                    for line in proc.stdout:
+                        if line.startswith(_PROGRESS_PREFIX):
+                            done, total = (int(n) for n in line.split()[1:3])
+                            report(f"{name}: {done}/{total} examples", done / max(total, 1))
+                except BaseException:  # the progress callback raised: the child is not needed
                     proc.kill()
-                    proc.wait()
-            if returncode != 0:
+                    raise
+            if proc.returncode != 0:
                 stderr.seek(0)
                 tail = stderr.read()[-_STDERR_TAIL_CHARS:].strip()
-                raise EvaluationError(f"scoring {name} failed (exit code {returncode}):\n{tail}")
+                raise EvaluationError(
+                    f"scoring {name} failed (exit code {proc.returncode}):\n{tail}"
+                )
         evaluation = Evaluation.from_dict(json.loads(tmp.read_text(encoding="utf-8")))
         if evaluation.test_set_hash != test_hash:
             raise EvaluationError(f"the test set {test_set} changed while {name} was scored; retry")

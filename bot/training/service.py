@@ -7,8 +7,10 @@ production, deploys behind the comparison gate and rolls back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
 from sqlalchemy.engine import Engine
 
 from bot.model_store import (
@@ -39,6 +42,9 @@ from bot.training.schema import DECISIONS, create_training_tables, decided_keys,
 log = logging.getLogger(__name__)
 
 OUT_OF_SCOPE_INTENT = "out_of_scope"
+# Responses the voice loop and custom actions speak: Rasa cannot see those
+# uses and warns about every one on every validation.
+_UNUSED_RESPONSE = re.compile(r"The utterance 'utter_\w+' is not used in any story or rule")
 # Share of a retrain job's progress bar spent training (the rest evaluates).
 TRAIN_SHARE = 0.85
 
@@ -232,7 +238,10 @@ class TrainingWorkflow:
         entities: Sequence[tuple[str, str]],
         first: bool,
     ) -> WriteResult:
-        texts = list(item.variants)
+        held_out = self._held_out_keys()
+        texts = [text for text in item.variants if data_files.example_key(text) not in held_out]
+        if not texts and decision not in ("discard", "entities"):
+            return WriteResult(written=(), duplicates=tuple(item.variants), files=())
         try:
             if decision == "intent":
                 return data_files.add_examples(self.project_dir, intent, texts)
@@ -301,7 +310,28 @@ class TrainingWorkflow:
             return [_record(row) for row in rows]
 
     def validate(self) -> Validation:
-        return data_files.validate_project(self.project_dir)
+        """``rasa data validate``, without its warnings about responses only
+        custom actions and the voice loop use."""
+        found = data_files.validate_project(self.project_dir)
+        problems = tuple(p for p in found.problems if not _UNUSED_RESPONSE.search(p))
+        return dataclasses.replace(found, problems=problems)
+
+    def _held_out_keys(self) -> set[str]:
+        """The test set's examples: never written into the training data, or
+        the evaluation would be scoring what the model was taught."""
+        path = self.settings.test_set
+        if not path.is_file():
+            return set()
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise WorkflowError(f"the test set {path} is not valid YAML: {exc}") from exc
+        keys = set()
+        for entry in loaded.get("nlu") or []:
+            for line in str(entry.get("examples") or "").splitlines():
+                if line.strip().startswith("- "):
+                    keys.add(data_files.example_key(line.strip()[2:]))
+        return keys
 
     def set_response(self, intent: str, text: str) -> None:
         try:

@@ -79,6 +79,25 @@ def test_the_shipped_model_is_scored_once_and_then_read_from_the_cache(
     assert svg.tag == "{http://www.w3.org/2000/svg}svg"
 
 
+class Cancelled(Exception):
+    pass
+
+
+def test_a_progress_callback_that_raises_stops_the_scoring(
+    models_dir: Path, dialogue_model: Path, project_dir: Path
+) -> None:
+    def cancel(stage: str, fraction: float) -> None:
+        if "examples" in stage:
+            raise Cancelled(stage)
+
+    name = dialogue_model.name.removesuffix(".tar.gz")
+    with pytest.raises(Cancelled, match="0/"):
+        evaluate_models(models_dir, [name], project_dir / "tests/nlu/holdout.yml", cancel)
+
+    # Neither a cache file nor a half-written one is left behind.
+    assert [p.name for p in models_dir.iterdir()] == [dialogue_model.name]
+
+
 def test_a_broken_model_fails_with_the_childs_error(tmp_path: Path, project_dir: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()

@@ -66,7 +66,9 @@
         result.href = "/training/models/" + encodeURIComponent(job.model);
         result.textContent = "See " + job.model + " and its evaluation";
         result.hidden = false;
-      } else if (job.state !== "running" && job.state !== "succeeded") {
+      } else if (job.state === "succeeded") {
+        window.location.reload(); // the page shows what the job found
+      } else if (job.state !== "running") {
         failure.textContent = job.error || "The job stopped (" + job.state + ").";
         failure.hidden = false;
       }
