@@ -390,6 +390,8 @@ def test_the_item_page_shows_the_turns_and_corrects_entities(trainers: Trainers)
     assert refused.status == 400
     assert "Nothing was saved" in refused.body and "is not in the text" in refused.body
     assert 'id="entities-form"' in refused.body  # still on the item's page
+    nothing_chosen = tom.post("/training/decide", {"decision": "discard"})
+    assert nothing_chosen.status == 400 and "select at least one item first" in nothing_chosen.body
     new_but_taken = {
         "item_ids": [item_id], "decision": "new_intent", "new_intent": "greet",
     }  # fmt: skip
