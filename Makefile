@@ -48,6 +48,7 @@ bench: model
 	$(BIN)/python benchmarks/dialogue_bench.py
 	$(BIN)/python benchmarks/voice_bench.py
 	$(BIN)/python benchmarks/queue_bench.py
+	$(BIN)/python benchmarks/training_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -135,7 +135,17 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         if settings.calls_database_url
         else queue.engine
     )
-    workflow = TrainingWorkflow(settings.project, engine=calls_engine) if settings.project else None
+    # The training workflow gets an engine of its own: the queue's SQLite
+    # engine runs its own BEGIN (IMMEDIATE only for claims), while the
+    # workflow's occasional writes want SQLite's ordinary busy waiting.
+    training_engine = (
+        create_db_engine(settings.calls_database_url or settings.database_url)
+        if settings.project
+        else None
+    )
+    workflow = (
+        TrainingWorkflow(settings.project, engine=training_engine) if settings.project else None
+    )
     feed = QueueChangeFeed(lambda: QueueWatcher(settings.database_url, settings.queue))
     parts = ConsoleParts(
         queue=queue,
@@ -157,6 +167,8 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
             await feed.stop()
             if workflow is not None:
                 workflow.close()
+            if training_engine is not None:
+                training_engine.dispose()
             if calls_engine is not queue.engine:
                 calls_engine.dispose()
             queue.close()
