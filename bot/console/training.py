@@ -210,16 +210,19 @@ def _decision_intent(decision: str, intent: str, new_intent: str) -> str:
     return ""
 
 
-def _entity_pairs(entities: list[str], words: list[str]) -> list[tuple[str, str]]:
-    """(entity, words) pairs from the entity form's rows; empty rows are skipped."""
+def _entity_pairs(
+    entities: list[str], words: list[str], values: list[str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(entity, words, meaning) from the entity form's rows; empty rows are skipped."""
     pairs = []
-    for name, span in zip(entities, words, strict=False):
+    meanings = list(values or []) + [""] * max(0, len(entities) - len(values or []))
+    for name, span, meaning in zip(entities, words, meanings, strict=False):
         name, span = name.strip(), span.strip()
         if not name and not span:
             continue
         if not name or not span:
             raise WorkflowError("give each corrected entity both its name and its words")
-        pairs.append((name, span))
+        pairs.append((name, span, meaning.strip()))
     return pairs
 
 
@@ -239,6 +242,7 @@ def decide(
     response: Annotated[str, Form()] = "",
     entity: Annotated[list[str] | None, Form()] = None,
     words: Annotated[list[str] | None, Form()] = None,
+    value: Annotated[list[str] | None, Form()] = None,
     back_to: Annotated[str, Form()] = "",
 ) -> Response:
     workflow = workflow_of(request)
@@ -248,7 +252,9 @@ def decide(
             raise WorkflowError("choose what to do with the selected items")
         if not chosen_ids:
             raise WorkflowError("select at least one item first")
-        pairs = _entity_pairs(entity or [], words or []) if decision == "entities" else []
+        pairs = (
+            _entity_pairs(entity or [], words or [], value or []) if decision == "entities" else []
+        )
         chosen_intent = _decision_intent(decision, intent, new_intent)
         if decision == "intent" and not chosen_intent:
             raise WorkflowError("choose the intent to assign")

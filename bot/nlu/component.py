@@ -1,7 +1,11 @@
 """Rasa NLU graph component that adds spoken order ids, phone numbers and e-mails.
 
 Used in config.yml as ``- name: bot.nlu.component.SpokenEntityExtractor`` after
-the tokenizer. It reads the raw message text; nothing is trained.
+the tokenizer. It reads the raw message text. What it learns from the training
+data is small: when trainers correct a number the recogniser misheard, as an
+annotated example such as ``[won two three for five]{"entity": "order_id",
+"value": "12345"}``, the misheard words become aliases of their digits
+("won" is one, "for" is four) wherever they stand beside other number words.
 
 It also stands each found entity's words in the token list by one placeholder
 token (``__order_id__``...), for training data and live messages alike, so
@@ -12,6 +16,8 @@ and otherwise pull every utterance with a number towards ``inform``.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -32,7 +38,13 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.nlu.spoken import SpokenEntity, SpokenEntityNormaliser
+from bot.nlu.spoken import SpokenEntity, SpokenEntityNormaliser, learn_digit_aliases
+
+log = logging.getLogger(__name__)
+
+ALIASES_FILE = "digit_aliases.json"
+# Entities whose values are digits read out one by one.
+DIGIT_ENTITIES = frozenset({"order_id", "phone_number"})
 
 
 # Registered as a featurizer too: Rasa runs only tokenizers and featurizers over
@@ -42,7 +54,7 @@ from bot.nlu.spoken import SpokenEntity, SpokenEntityNormaliser
         DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR,
         DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER,
     ],
-    is_trainable=False,
+    is_trainable=True,
 )
 class SpokenEntityExtractor(GraphComponent, EntityExtractorMixin):
     """Extracts ``order_id``, ``phone_number`` and ``email`` with spaCy rules."""
@@ -67,12 +79,61 @@ class SpokenEntityExtractor(GraphComponent, EntityExtractorMixin):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> SpokenEntityExtractor:
-        return cls(config)
+        return cls(config, model_storage, resource)
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_storage: ModelStorage | None = None,
+        resource: Resource | None = None,
+        digit_aliases: dict[str, str] | None = None,
+    ) -> None:
         self._config = {**self.get_default_config(), **config}
+        self._model_storage = model_storage
+        self._resource = resource
+        self.digit_aliases = dict(digit_aliases or {})
         # Built once per component; the spaCy pipeline is cheap but not free.
-        self._normaliser = SpokenEntityNormaliser()
+        self._normaliser = SpokenEntityNormaliser(self.digit_aliases)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        """Learns digit aliases from examples whose digit entities carry values."""
+        corrections = []
+        for example in training_data.entity_examples:
+            text = example.get(TEXT) or ""
+            for entity in example.get(ENTITIES, []):
+                value = str(entity.get(ENTITY_ATTRIBUTE_VALUE) or "")
+                if entity.get(ENTITY_ATTRIBUTE_TYPE) in DIGIT_ENTITIES and value.isdigit():
+                    start, end = entity[ENTITY_ATTRIBUTE_START], entity[ENTITY_ATTRIBUTE_END]
+                    corrections.append((text[start:end], value))
+        self.digit_aliases = learn_digit_aliases(corrections)
+        self._normaliser = SpokenEntityNormaliser(self.digit_aliases)
+        if self.digit_aliases:
+            log.info("digit aliases learnt from corrections: %s", self.digit_aliases)
+        self.persist()
+        assert self._resource is not None
+        return self._resource
+
+    def persist(self) -> None:
+        if self._model_storage is None or self._resource is None:
+            return
+        with self._model_storage.write_to(self._resource) as directory:
+            (directory / ALIASES_FILE).write_text(json.dumps(self.digit_aliases), "utf-8")
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> SpokenEntityExtractor:
+        try:
+            with model_storage.read_from(resource) as directory:
+                aliases = json.loads((directory / ALIASES_FILE).read_text("utf-8"))
+        except (ValueError, FileNotFoundError):
+            aliases = {}  # a model trained before aliases were learnt
+        return cls(config, model_storage, resource, aliases)
 
     def process(self, messages: list[Message]) -> list[Message]:
         """Append found entities to each message, keeping entities already there."""
@@ -84,7 +145,7 @@ class SpokenEntityExtractor(GraphComponent, EntityExtractorMixin):
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        """Masks entity words in the examples' tokens; adds no entities (none are learnt)."""
+        """Masks entity words in the examples' tokens; adds no entities."""
         for example in training_data.training_examples:
             text = example.get(TEXT)
             if text:

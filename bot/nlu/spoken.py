@@ -27,7 +27,7 @@ Decisions for ambiguous speech:
 # No "from __future__ import annotations": spaCy builds a pydantic model from the
 # factory signature and cannot resolve string annotations.
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import spacy
@@ -42,6 +42,9 @@ from bot.nlu.number_words import (
     is_single_digit,
     words_to_digits,
 )
+
+# The word a learnt alias stands for, by digit.
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 ORDER_ID = "ORDER_ID"
 PHONE_NUMBER = "PHONE_NUMBER"
@@ -348,16 +351,22 @@ def _context_cue(words: Sequence[str], taken: Sequence[bool], start: int) -> str
 
 
 class SpokenEntityComponent:
-    """spaCy component: sets doc.ents and each span's normalised value."""
+    """spaCy component: sets doc.ents and each span's normalised value.
 
-    def __init__(self) -> None:
+    ``digit_aliases`` are words the recogniser writes for a spoken digit ("won"
+    for "one", "for" for "four"), learnt from trainers' corrections; one
+    counts as its digit only beside another number word, so "waiting for a
+    reply" keeps its "for"."""
+
+    def __init__(self, digit_aliases: Mapping[str, str] | None = None) -> None:
         if not Span.has_extension(VALUE_EXTENSION):
             Span.set_extension(VALUE_EXTENSION, default=None)
+        self.digit_aliases = dict(digit_aliases or {})
 
     def __call__(self, doc: Doc) -> Doc:
         # Extra whitespace becomes space tokens; rules look only at words.
         tokens = [token for token in doc if not token.is_space]
-        words = [token.lower_ for token in tokens]
+        words = with_digit_aliases([token.lower_ for token in tokens], self.digit_aliases)
         spans: list[Span] = []
         for match in match_words(words):
             span = Span(doc, tokens[match.start].i, tokens[match.end - 1].i + 1, label=match.label)
@@ -367,19 +376,60 @@ class SpokenEntityComponent:
         return doc
 
 
-@Language.factory(FACTORY_NAME)
-def create_spoken_entity_component(nlp: Language, name: str) -> SpokenEntityComponent:
+def _numeric(word: str) -> bool:
+    return word.isdigit() or is_number_word(word)
+
+
+def with_digit_aliases(words: list[str], aliases: Mapping[str, str]) -> list[str]:
+    """Words with each alias that stands beside a number word (or another
+    alias that does) replaced by its digit word."""
+    if not aliases:
+        return words
+    result = list(words)
+    changed = True
+    while changed:  # "won to three": "to" makes "won" a digit once it is one itself
+        changed = False
+        for index, word in enumerate(result):
+            if word not in aliases:
+                continue
+            beside = (result[index - 1] if index else "", _at(result, index + 1))
+            if any(_numeric(other) for other in beside):
+                result[index] = aliases[word]
+                changed = True
+    return result
+
+
+def learn_digit_aliases(corrections: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Alias words from corrected (words, digits) pairs: where a correction
+    has one word per digit, a word that is not a number word stands for its
+    digit. Words that disagree between corrections are left out."""
+    found: dict[str, set[str]] = {}
+    for text, digits in corrections:
+        words = text.lower().split()
+        if not digits.isdigit() or len(words) != len(digits):
+            continue
+        for word, digit in zip(words, digits, strict=True):
+            if _numeric(word) or not word.isalpha():
+                continue
+            found.setdefault(word, set()).add(DIGIT_NAMES[int(digit)])
+    return {word: names.pop() for word, names in sorted(found.items()) if len(names) == 1}
+
+
+@Language.factory(FACTORY_NAME, default_config={"digit_aliases": {}})
+def create_spoken_entity_component(
+    nlp: Language, name: str, digit_aliases: dict[str, str]
+) -> SpokenEntityComponent:
     """spaCy factory hook so the component can be added with ``nlp.add_pipe``."""
-    return SpokenEntityComponent()
+    return SpokenEntityComponent(digit_aliases)
 
 
 class SpokenEntityNormaliser:
     """Extracts normalised order ids, phone numbers and e-mails from caller text."""
 
-    def __init__(self) -> None:
+    def __init__(self, digit_aliases: Mapping[str, str] | None = None) -> None:
         # A blank pipeline: no pretrained model is needed, or available offline.
         self._nlp = spacy.blank("en")
-        self._nlp.add_pipe(FACTORY_NAME)
+        self._nlp.add_pipe(FACTORY_NAME, config={"digit_aliases": dict(digit_aliases or {})})
 
     @property
     def nlp(self) -> Language:

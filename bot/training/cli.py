@@ -38,11 +38,12 @@ def _date(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _entity(text: str) -> tuple[str, str]:
-    name, sep, words = text.partition("=")
+def _entity(text: str) -> tuple[str, str, str]:
+    name, sep, rest = text.partition("=")
+    words, _sep, value = rest.partition("=")
     if not sep or not name.strip() or not words.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: give an entity as ENTITY=WORDS")
-    return name.strip(), words.strip()
+        raise argparse.ArgumentTypeError(f"{text!r}: give an entity as ENTITY=WORDS[=MEANING]")
+    return name.strip(), words.strip(), value.strip()
 
 
 def _default_user() -> str:
@@ -90,7 +91,8 @@ def add_train_parser(sub: Any, handler: Callable[[Settings, argparse.Namespace],
         "--entity",
         type=_entity,
         action="append",
-        help="ENTITY=WORDS: correct the entities (repeat); with --entity-intent",
+        help="ENTITY=WORDS[=MEANING]: correct the entities (repeat), e.g. "
+        "'order_id=won two three for five=12345'; with --entity-intent",
     )
     annotate.add_argument("--entity-intent", default="", help="intent of a corrected example")
     annotate.add_argument("--response", default="", help="a new intent's answer")

@@ -14,6 +14,7 @@ and a reader never sees half a file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -108,13 +109,18 @@ def _without_punctuation(text: str) -> str:
     return _PUNCTUATION.sub(" ", _APOSTROPHES.sub("", text))
 
 
-def annotate_entities(text: str, entities: Sequence[tuple[str, str]]) -> str:
-    """``text`` with each (entity, span) pair marked up as Rasa's "[span](entity)".
+def annotate_entities(text: str, entities: Sequence[Sequence[str]]) -> str:
+    """``text`` with each (entity, span) pair marked up as Rasa's "[span](entity)",
+    or each (entity, span, value) as '[span]{"entity": ..., "value": ...}' (what
+    the words mean, such as the digits of a misheard order number).
 
     Spans are matched as whole words, case-insensitively, left to right; two pairs
     with the same span mark its first and second occurrence."""
     taken: list[tuple[int, int, str]] = []
-    for entity, span in entities:
+    for entity, span, *rest in entities:
+        value = " ".join(rest[0].split()) if rest and rest[0].strip() else ""
+        if any(char in value for char in '"\\[](){}'):
+            raise TrainingDataError(f"bad value {value!r} for {entity}")
         if not _ENTITY_NAME.match(entity):
             raise TrainingDataError(f"bad entity name {entity!r}: use lowercase letters, digits, _")
         span = " ".join(span.split())
@@ -129,11 +135,16 @@ def annotate_entities(text: str, entities: Sequence[tuple[str, str]]) -> str:
         found = next(free, None)
         if found is None:
             raise TrainingDataError(f"{span!r} ({entity}) is not in the text {text!r}")
-        taken.append((found.start(), found.end(), entity))
+        markup = (
+            json.dumps({"entity": entity, "value": value}, ensure_ascii=False)
+            if value
+            else f"({entity})"
+        )
+        taken.append((found.start(), found.end(), markup))
     parts: list[str] = []
     cursor = 0
-    for start, end, entity in sorted(taken):
-        parts += [text[cursor:start], f"[{text[start:end]}]({entity})"]
+    for start, end, markup in sorted(taken):
+        parts += [text[cursor:start], f"[{text[start:end]}]{markup}"]
         cursor = end
     parts.append(text[cursor:])
     return "".join(parts)

@@ -311,14 +311,26 @@ def group_turns(found: Sequence[InboxTurn]) -> list[InboxItem]:
 
     compared = keys[:MAX_FUZZY_KEYS]
     words = {key: key.split() for key in compared}
+    bags = {key: Counter(words[key]) for key in compared}
+    # Only pairs sharing a word can be near-identical: the inverted index
+    # keeps the pairwise work to those.
+    by_word: dict[str, list[int]] = {}
+    for index, key in enumerate(compared):
+        for word in bags[key]:
+            by_word.setdefault(word, []).append(index)
     for i, first in enumerate(compared):
-        for second in compared[i + 1 :]:
-            a, b = words[first], words[second]
+        a = words[first]
+        candidates = sorted({j for word in bags[first] for j in by_word[word] if j > i})
+        for j in candidates:
+            second = compared[j]
+            b = words[second]
             if abs(len(a) - len(b)) > max(1, len(a) // 4):
                 continue
-            matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-            if matcher.quick_ratio() < NEAR_IDENTICAL_RATIO:
+            # Shared words bound the similarity from above; most pairs stop here.
+            shared = sum((bags[first] & bags[second]).values())
+            if 2 * shared / (len(a) + len(b)) < NEAR_IDENTICAL_RATIO:
                 continue
+            matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
             if matcher.ratio() >= NEAR_IDENTICAL_RATIO:
                 parent[root(second)] = root(first)
     clusters: dict[str, list[str]] = {}

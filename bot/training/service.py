@@ -193,15 +193,15 @@ class TrainingWorkflow:
         decided_by: str,
         intent: str = "",
         response_text: str = "",
-        entities: Sequence[tuple[str, str]] = (),
+        entities: Sequence[Sequence[str]] = (),
     ) -> list[DecisionRecord]:
         """Applies one decision to each item; writes the data and the audit trail.
 
         ``decision``: ``intent`` (an existing intent), ``new_intent`` (created
         with these items as its first examples and ``response_text`` or a stub
         as its answer), ``out_of_scope``, ``entities`` (the item's text with
-        ``entities`` as (entity, words) pairs, under ``intent`` or the predicted
-        one) or ``discard`` (nothing written).
+        ``entities`` as (entity, words) or (entity, words, value) marked up,
+        under ``intent`` or the predicted one) or ``discard`` (nothing written).
         """
         if decision not in DECISIONS:
             raise WorkflowError(f"unknown decision {decision!r}; one of {', '.join(DECISIONS)}")
@@ -235,7 +235,7 @@ class TrainingWorkflow:
         decision: str,
         intent: str,
         response_text: str,
-        entities: Sequence[tuple[str, str]],
+        entities: Sequence[Sequence[str]],
         first: bool,
     ) -> WriteResult:
         held_out = self._held_out_keys()

@@ -25,6 +25,8 @@ from tests.training_project import copy_project, project_env
 # wordings of one delivery problem, said in three calls.
 POSTIE = "i reckon the postie nicked my box"
 VARIANTS = (POSTIE, "uh i reckon the postie nicked my box", "i reckon the postie has nicked my box")
+# The recogniser's "won" and "for" for "one" and "four": no order number is found.
+MISHEARD = "where is my order won two three for five"
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +126,8 @@ def test_the_trainer_fixes_a_misunderstanding_end_to_end(
     for variant in VARIANTS:
         (turn,) = bot.call([variant])
         assert turn["intent"] != "delivery_problem"
+    (misheard,) = bot.call([MISHEARD])
+    assert misheard["intent"] == "order_status" and "order_id" not in misheard["entities"]
 
     # The inbox shows the three turns as one item, needing a look.
     items = project.json_lines("train", "inbox")
@@ -143,6 +147,18 @@ def test_the_trainer_fixes_a_misunderstanding_end_to_end(
     written = yaml.safe_load((project.root / decision["files"][0]).read_text(encoding="utf-8"))
     block = next(e for e in written["nlu"] if e.get("intent") == "delivery_problem")
     assert all(f"- {v}\n" in block["examples"] for v in VARIANTS)
+
+    # The misheard order number: understood well enough to be routine, so
+    # the trainer searches for it and says what the words mean.
+    (found,) = project.json_lines("train", "inbox", "--all", "--search", "won two three")
+    (corrected, validation) = project.json_lines(
+        "train", "annotate", found["id"], "--entity", "order_id=won two three for five=12345",
+        "--entity-intent", "order_status", "--user", "tess",
+    )  # fmt: skip
+    assert corrected["examples"] == [
+        'where is my order [won two three for five]{"entity": "order_id", "value": "12345"}'
+    ]
+    assert validation["validation"]["ok"], validation
 
     # Deciding the same words again writes nothing twice.
     (again,) = bot.call(["um i reckon the postie nicked my box"])
@@ -177,6 +193,8 @@ def test_the_trainer_fixes_a_misunderstanding_end_to_end(
     for variant in VARIANTS:
         (turn,) = bot.call([variant])
         assert turn["intent"] == "delivery_problem", turn
+    (misheard,) = bot.call([MISHEARD])
+    assert misheard["entities"].get("order_id") == "12345", misheard
 
     log_size = project.log_file.stat().st_size
     (rolled,) = project.json_lines("train", "rollback", "--user", "tess")
@@ -186,7 +204,10 @@ def test_the_trainer_fixes_a_misunderstanding_end_to_end(
     assert turn["intent"] != "delivery_problem"
 
     audit = project.json_lines("train", "decisions")
-    assert audit[0]["item_id"] == item["id"] and audit[0]["intent"] == "delivery_problem"
+    assert [(a["item_id"], a["decision"], a["intent"]) for a in audit] == [
+        (found["id"], "entities", "order_status"),
+        (item["id"], "intent", "delivery_problem"),
+    ]
 
 
 def test_refusals_are_clear(project: Project) -> None:

@@ -309,3 +309,32 @@ def test_rasa_component_masks_entity_words_in_tokens() -> None:
     masked = live.get(TOKENS_NAMES[TEXT])[4]
     assert (masked.start, masked.end) == (18, 41)
     assert not example.get("entities")
+
+
+def test_digit_aliases_are_learnt_from_corrections_with_one_word_per_digit() -> None:
+    from bot.nlu.spoken import learn_digit_aliases
+
+    learnt = learn_digit_aliases(
+        [
+            ("won two three for five", "12345"),
+            ("ate ate to one", "8821"),
+            ("the number one two", "12"),  # words and digits do not line up
+            ("sicks", "7"),
+            ("sicks", "6"),  # two meanings: neither is kept
+        ]
+    )
+    assert learnt == {"won": "one", "for": "four", "ate": "eight", "to": "two"}
+
+
+def test_a_digit_alias_counts_only_beside_number_words() -> None:
+    from bot.nlu.spoken import SpokenEntityNormaliser
+
+    normaliser = SpokenEntityNormaliser({"won": "one", "for": "four", "to": "two"})
+    found = normaliser.extract("my order is won two three for five")
+    assert [(e.entity, e.value, e.text) for e in found] == [
+        ("order_id", "12345", "won two three for five")
+    ]
+    assert normaliser.extract("i have been waiting for a reply to my email") == []
+    # An alias beside another alias that is beside a number word: "won to three".
+    assert [e.value for e in normaliser.extract("order won to three four five")] == ["12345"]
+    assert SpokenEntityNormaliser().extract("my order is won two three for five") == []
