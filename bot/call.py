@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.action_server import ActionServer
-from bot.dialogue import Dialogue, DialogueError, DialogueReply
+from bot.dialogue import Dialogue, DialogueReply
 from bot.escalation import CallerTurn, EscalationRules, detect
 from bot.events import (
     BotTurn,
@@ -34,7 +34,7 @@ from bot.events import (
     TranscriptFinal,
 )
 from bot.handoff import TranscriptLine, build_handoff
-from bot.model_store import ModelError, model_info
+from bot.model_store import model_info
 from bot.queue import AgentQueue
 from bot.settings import Settings
 from bot.store import CallStore
@@ -160,7 +160,7 @@ class CallEngine:
         self._rules: EscalationRules | None = None
         self.queue: AgentQueue | None = None
         self._model_lock = threading.Lock()
-        self._failed_model = ""
+        self._failed_deployment = 0
         self._stop_watching = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -216,26 +216,28 @@ class CallEngine:
     def refresh_model(self) -> bool:
         """Loads the deployed model if it is not the one new calls get; True
         when new calls now get a different model. Blocking: call off the loop."""
-        from bot.training.deploy import deployed_model_name
+        from bot.training.deploy import latest_deployment
 
         if self.store is None or self._settings.dialogue.model:
             return False
         with self._model_lock:
-            name = deployed_model_name(self.store.engine)
-            if not name or name == self.model_name or name == self._failed_model:
+            latest = latest_deployment(self.store.engine)
+            if latest is None:
+                return False
+            deployment_id, name = latest
+            if name == self.model_name or deployment_id == self._failed_deployment:
                 return False
             try:
                 path = model_info(self._settings.models_dir, name).path
                 fresh = self._load_dialogue(path)
                 asyncio.run(fresh.warm_up())
-            except (ModelError, DialogueError) as exc:
-                # Keep answering with the model we have; try again after a
-                # later deployment.
-                self._failed_model = name
+            except Exception as exc:  # any failure: keep answering with the model we have
+                # Not retried until a later deployment (or a redeploy of the same model).
+                self._failed_deployment = deployment_id
                 log.error("deployed model %s cannot be used: %s", name, exc)
                 return False
             previous, self._dialogue = self._dialogue, fresh
-            self._failed_model = ""
+            self._failed_deployment = 0
         log.info(
             "new calls now use model %s (was %s); calls in progress keep theirs",
             name, previous.model_path.name if previous else "none",

@@ -111,15 +111,19 @@ def model_info(models_dir: Path, name: str) -> ModelInfo:
 
 
 def update_metadata(models_dir: Path, name: str, values: dict[str, object]) -> ModelInfo:
-    """Merges ``values`` into a model's metadata file (written atomically)."""
-    info = model_info(models_dir, name)
-    meta = {**info.meta, **values}
-    meta.setdefault("fingerprint", info.fingerprint)
-    target = _meta_path(info.path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    return _read_info(info.path)
+    """Merges ``values`` into a model's metadata file (written atomically;
+    concurrent updates wait for each other)."""
+    with open(models_dir / ".metadata.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = model_info(models_dir, name)
+        meta = {**info.meta, **values}
+        meta.setdefault("fingerprint", info.fingerprint)
+        target = _meta_path(info.path)
+        handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=models_dir)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, target)
+        return _read_info(info.path)
 
 
 def list_models(models_dir: Path) -> list[ModelInfo]:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from bot.queue.schema import FINAL_STATUSES, WRITE_OPTION, create_queue_engine
 from bot.queue.schema import items as queue_items
 from bot.store import add_missing_columns, calls, create_db_engine, turns
+from bot.training.schema import turn_flags
 
 if TYPE_CHECKING:
     from bot.privacy import Redactor
@@ -213,9 +214,13 @@ class _Purge:
                         log.error("recording of call %s could not be deleted: %s", call_id, exc)
                         continue
                     done.append(call_id)
+                still_open: set[str] = set()
                 if has_queue and done:
                     queue_scrubbed += self._scrub_queue_items(done)
-                scrubbed += self._scrub_calls(done)
+                    # A call whose callback or live item is still open is not
+                    # marked purged: the next run scrubs that item once it ends.
+                    still_open = self._with_open_items(done)
+                scrubbed += self._scrub_calls(done, still_open)
         return PurgeReport(recordings, scrubbed, queue_scrubbed, self._cutoff)
 
     def _expired_after(self, after: str) -> list[tuple[str, str | None]]:
@@ -259,6 +264,13 @@ class _Purge:
                 deleted += 1
         return deleted
 
+    def _with_open_items(self, call_ids: Sequence[str]) -> set[str]:
+        query = sa.select(queue_items.c.call_id).where(
+            queue_items.c.call_id.in_(call_ids), queue_items.c.status.notin_(FINAL_STATUSES)
+        )
+        with self._queue.connect() as conn:
+            return {row.call_id for row in conn.execute(query)}
+
     def _scrub_queue_items(self, call_ids: Sequence[str]) -> int:
         query = sa.select(
             queue_items.c.id,
@@ -297,9 +309,10 @@ class _Purge:
         # Anything but a package is unreadable to the console too: nothing of it is kept.
         return scrub_handoff(handoff, self._redact) if isinstance(handoff, dict) else {}
 
-    def _scrub_calls(self, call_ids: Sequence[str]) -> int:
+    def _scrub_calls(self, call_ids: Sequence[str], keep_unmarked: set[str]) -> int:
         if not call_ids:
             return 0
+        finished = [call_id for call_id in call_ids if call_id not in keep_unmarked]
         query = sa.select(turns.c.id, turns.c.transcript, turns.c.entities).where(
             turns.c.call_id.in_(call_ids)
         )
@@ -319,11 +332,19 @@ class _Purge:
         with self._calls.begin() as conn:
             for turn_id, values in changes:
                 conn.execute(turns.update().where(turns.c.id == turn_id).values(**values))
+            conn.execute(
+                calls.update().where(calls.c.call_id.in_(call_ids)).values(recording_path=None)
+            )
             marked = conn.execute(
                 calls.update()
-                .where(calls.c.call_id.in_(call_ids), calls.c.purged_at.is_(None))
-                .values(recording_path=None, purged_at=self._moment)
+                .where(calls.c.call_id.in_(finished), calls.c.purged_at.is_(None))
+                .values(purged_at=self._moment)
             )
+            if sa.inspect(conn).has_table(turn_flags.name):
+                # Agents' notes on flagged turns may quote the caller.
+                conn.execute(
+                    turn_flags.update().where(turn_flags.c.call_id.in_(call_ids)).values(note="")
+                )
         return int(marked.rowcount)
 
     def _scrubbed_entities(self, raw: str | None) -> dict[str, Any]:

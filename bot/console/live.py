@@ -141,6 +141,7 @@ class TurnReader:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._redactor: Any = None
         self._flags_ready = False
         self._flags_lock = threading.Lock()
 
@@ -199,6 +200,16 @@ class TurnReader:
             for row in rows
         ]
 
+    def _redacted(self, note: str) -> str:
+        """An agent's note may quote the caller: it is kept redacted."""
+        if not note.strip():
+            return ""
+        if self._redactor is None:
+            from bot.privacy import Redactor  # spaCy: only once a note is written
+
+            self._redactor = Redactor()
+        return str(self._redactor.redact(note).text)
+
     def flag(self, call_id: str, turn_index: int, flagged_by: str, note: str = "") -> bool | None:
         """Records that ``flagged_by`` says the bot misunderstood this turn.
         False when they had said so already; None when the call has no such turn."""
@@ -219,7 +230,7 @@ class TurnReader:
             "turn_id": turn_id,
             "call_id": call_id,
             "flagged_by": flagged_by,
-            "note": note,
+            "note": self._redacted(note),
             "created_at": datetime.now(timezone.utc),
         }
         try:

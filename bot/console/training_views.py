@@ -163,6 +163,7 @@ def turn_row(turn: InboxTurn) -> dict[str, Any]:
         "confidence": score_text(turn.confidence),
         "asr_confidence": score_text(turn.asr_confidence),
         "reasons": [reason_label(reason) for reason in turn.reasons],
+        "flag_notes": list(turn.flag_notes),
     }
 
 

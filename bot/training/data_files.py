@@ -171,7 +171,7 @@ def add_examples(project_dir: Path, intent: str, texts: Sequence[str]) -> WriteR
     They go to the first data file (in path order) holding the intent, or to a new
     data/nlu/<intent>.yml when none does."""
     cleaned = _clean_texts(texts)
-    with _locked(project_dir):
+    with locked(project_dir):
         domain = _load(project_dir, DOMAIN_FILE)[1]
         if intent not in _intents_of(domain):
             raise TrainingDataError(
@@ -202,7 +202,7 @@ def create_intent(
     cleaned = _clean_texts(texts)
     response = f"utter_{intent}"
     answer = _clean_text(response_text) if response_text.strip() else _stub_text(intent)
-    with _locked(project_dir):
+    with locked(project_dir):
         domain_text, domain = _load(project_dir, DOMAIN_FILE)
         if intent in _intents_of(domain) or intent in DEFAULT_INTENTS:
             raise TrainingDataError(f"intent {intent!r} already exists: add examples to it")
@@ -240,7 +240,7 @@ def set_response(project_dir: Path, intent: str, text: str) -> Path:
     """Sets the first text variant of ``utter_<intent>`` in domain.yml; returns the file."""
     answer = _clean_text(text)
     name = f"utter_{intent}"
-    with _locked(project_dir):
+    with locked(project_dir):
         old_text, domain = _load(project_dir, DOMAIN_FILE)
         variants = (domain.get("responses") or {}).get(name)
         variant = next(
@@ -493,7 +493,7 @@ def _append_block(items: Any, value: Any) -> None:
 
 
 @contextmanager
-def _locked(project_dir: Path) -> Iterator[None]:
+def locked(project_dir: Path) -> Iterator[None]:
     """Holds the project's data write lock (other processes wait for it)."""
     if not (project_dir / DOMAIN_FILE).is_file() or not (project_dir / DATA_DIR).is_dir():
         raise TrainingDataError(f"{project_dir} is not a Rasa project (domain.yml and data/)")

@@ -84,17 +84,25 @@ def current(engine: Engine) -> Deployment | None:
     return found[0] if found else None
 
 
-def deployed_model_name(engine: Engine) -> str | None:
-    """The production model's name; a cheap query for bots to poll. None
-    when nothing was deployed or the table does not exist yet."""
+def latest_deployment(engine: Engine) -> tuple[int, str] | None:
+    """(id, model name) of the newest deployment; a cheap query for bots to
+    poll. None when nothing was deployed or the table does not exist yet."""
     try:
         with engine.connect() as conn:
             row = conn.execute(
-                sa.select(deployments.c.model_name).order_by(deployments.c.id.desc()).limit(1)
+                sa.select(deployments.c.id, deployments.c.model_name)
+                .order_by(deployments.c.id.desc())
+                .limit(1)
             ).first()
     except (sa.exc.OperationalError, sa.exc.ProgrammingError):
         return None
-    return str(row[0]) if row else None
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def deployed_model_name(engine: Engine) -> str | None:
+    """The production model's name, None when nothing was deployed."""
+    latest = latest_deployment(engine)
+    return latest[1] if latest else None
 
 
 def record(
@@ -151,11 +159,18 @@ def ensure_production_recorded(engine: Engine, project_dir: Path, models_dir: Pa
 
 def rollback_target(engine: Engine, to_model: str = "") -> str:
     """The model a rollback returns to: the one named, else the one production
-    ran before the current model."""
-    past = history(engine, limit=1000)
+    ran before the current model. Only a model that was production before
+    qualifies: any other must pass the deploy gate."""
+    past = history(engine, limit=10_000)
     if not past:
         raise DeployError("nothing has been deployed, so there is nothing to roll back")
     if to_model:
+        if to_model not in {earlier.model_name for earlier in past}:
+            raise DeployError(
+                f"{to_model} was never in production, so it cannot be rolled back to; "
+                "deploy it instead (its comparison with production decides)",
+                code="never_deployed",
+            )
         return to_model
     now = past[0].model_name
     for earlier in past[1:]:

@@ -14,7 +14,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,6 +50,7 @@ NEAR_IDENTICAL_RATIO = 0.85
 # How many distinct texts are compared pairwise for near-duplicates.
 MAX_FUZZY_KEYS = 4000
 MAX_TURNS = 50_000
+REDACTION_CACHE = 60_000
 
 _NOT_WORD = re.compile(r"[^\w\[\]#' ]+")
 _SPACES = re.compile(r"\s+")
@@ -77,6 +78,11 @@ def text_key(text: str) -> str:
     return " ".join(words)
 
 
+def key_hash(key: str) -> str:
+    """How a decided text is remembered (texts can be long; hashes are not)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def item_id_for(key: str) -> str:
     return "u" + hashlib.sha1(key.encode()).hexdigest()[:10]
 
@@ -95,6 +101,8 @@ class InboxTurn:
     asr_confidence: float | None
     reasons: tuple[str, ...]
     key: str
+    # What agents who flagged the turn wrote (redacted when written).
+    flag_notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -186,16 +194,18 @@ class ReviewInbox:
         self._redactor = redactor
         self._low_intent = low_intent_confidence
         self._low_asr = low_asr_confidence
-        self._redacted: dict[str, str] = {}
+        self._redacted: OrderedDict[str, str] = OrderedDict()
         create_training_tables(engine)
 
     def _redact(self, text: str) -> str:
         cached = self._redacted.get(text)
         if cached is None:
             cached = str(self._redactor.redact(text).text)
-            if len(self._redacted) > 20_000:
-                self._redacted.clear()
             self._redacted[text] = cached
+            if len(self._redacted) > REDACTION_CACHE:
+                self._redacted.popitem(last=False)
+        else:
+            self._redacted.move_to_end(text)
         return cached
 
     def _tables_exist(self) -> bool:
@@ -233,8 +243,10 @@ class ReviewInbox:
             query = query.where(turns.c.created_at < until)
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-            flagged = {row[0] for row in conn.execute(sa.select(turn_flags.c.turn_id))}
-            decided = {row[0] for row in conn.execute(sa.select(decided_keys.c.text_key))}
+            flagged: dict[int, list[str]] = {}
+            for turn_id, note in conn.execute(sa.select(turn_flags.c.turn_id, turn_flags.c.note)):
+                flagged.setdefault(turn_id, []).extend([note] if note else [])
+            decided = {row[0] for row in conn.execute(sa.select(decided_keys.c.text_hash))}
         last_before_escalation = _last_dialogue_turns(
             (row["call_id"], row["turn_index"], row["id"]) for row in rows
             if row["escalation_reason"]
@@ -243,7 +255,7 @@ class ReviewInbox:
         for row in rows:
             text = self._redact(row["transcript"])
             key = text_key(text)
-            if not key or key in decided:
+            if not key or key_hash(key) in decided:
                 continue
             confidence = float(row["intent_confidence"] or 0.0)
             asr = row["asr_confidence"]
@@ -268,22 +280,26 @@ class ReviewInbox:
                     asr_confidence=float(asr) if asr is not None else None,
                     reasons=reasons,
                     key=key,
+                    flag_notes=tuple(flagged.get(row["id"], ())),
                 )
             )
         return found
 
     def items(self, wanted: InboxFilter | None = None) -> list[InboxItem]:
-        """Review items, the ones needing a look first."""
+        """Review items, the ones needing a look first. Items are grouped from
+        every turn (so an item has the same id whatever the filter); dates
+        keep the items with a turn in the period."""
         wanted = wanted or InboxFilter()
-        groups = group_turns(self.read_turns(wanted.since, wanted.until))
+        groups = group_turns(self.read_turns())
         return [item for item in sort_items(groups) if _matches(item, wanted)]
+
+    def by_id(self) -> dict[str, InboxItem]:
+        """Every undecided item by its id."""
+        return {item.id: item for item in group_turns(self.read_turns())}
 
     def item(self, item_id: str) -> InboxItem | None:
         """One item by id, or None when no undecided turn forms it any more."""
-        for item in group_turns(self.read_turns()):
-            if item.id == item_id:
-                return item
-        return None
+        return self.by_id().get(item_id)
 
 
 def _last_dialogue_turns(rows: Iterable[tuple[str, int, int]]) -> set[int]:
@@ -379,6 +395,11 @@ def _matches(item: InboxItem, wanted: InboxFilter) -> bool:
         return False
     if wanted.intent and item.predicted_intent != wanted.intent:
         return False
+    if wanted.since is not None or wanted.until is not None:
+        since = wanted.since or datetime.min.replace(tzinfo=timezone.utc)
+        until = wanted.until or datetime.max.replace(tzinfo=timezone.utc)
+        if not any(since <= turn.created_at < until for turn in item.turns):
+            return False
     if wanted.search:
         needle = wanted.search.lower()
         if not any(needle in variant.lower() for variant in item.variants):

@@ -9,6 +9,7 @@ shows in the console. Only one retrain runs at a time per database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -103,6 +104,12 @@ def _alive(host: str, pid: int) -> bool:
     return True
 
 
+# Serialises job starts within a process (a double-click starts one retrain).
+_START_LOCK = threading.Lock()
+# Any fixed number: the advisory lock that serialises job starts on PostgreSQL.
+_PG_START_LOCK_KEY = 0x7472_6169_6E73
+
+
 class JobLog:
     """Reads and writes the ``training_jobs`` table."""
 
@@ -112,7 +119,9 @@ class JobLog:
 
     def start(self, kind: str, started_by: str) -> Job:
         """A new running job; refuses a second retrain while one runs."""
-        with self.engine.begin() as conn:
+        with _START_LOCK, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_START_LOCK_KEY)))
             if kind == "retrain":
                 running = conn.execute(
                     jobs.select().where(jobs.c.kind == kind, jobs.c.state == "running")
@@ -167,14 +176,23 @@ class JobLog:
     def get(self, job_id: int) -> Job | None:
         with self.engine.connect() as conn:
             row = conn.execute(jobs.select().where(jobs.c.id == job_id)).mappings().first()
-        return _job(row) if row else None
+        return self._checked(row) if row else None
 
     def recent(self, limit: int = 20, kind: str = "") -> list[Job]:
         query = jobs.select().order_by(jobs.c.id.desc()).limit(limit)
         if kind:
             query = query.where(jobs.c.kind == kind)
         with self.engine.connect() as conn:
-            return [_job(row) for row in conn.execute(query).mappings()]
+            rows = conn.execute(query).mappings().all()
+        return [self._checked(row) for row in rows]
+
+    def _checked(self, row: Any) -> Job:
+        """The job, marked interrupted if it claims to run in a process that is gone."""
+        job = _job(row)
+        if job.running and not _alive(row["host"], row["pid"]):
+            self.update(job.id, state="interrupted", finished_at=_now())
+            job = dataclasses.replace(job, state="interrupted", finished_at=_now())
+        return job
 
     def run(
         self,

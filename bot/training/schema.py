@@ -3,7 +3,7 @@
 ``turn_flags``: turns an agent marked as misunderstood from the console.
 ``training_decisions``: what a trainer decided for an inbox item (the audit
 record: who, when, which turns and calls, what was written where).
-``decided_keys``: the normalised texts a decision covers, so the inbox does not
+``decided_keys``: the normalised texts a decision covers (hashed), so the inbox does not
 offer them again. ``training_jobs``: retrain, evaluate and validate runs with
 their progress. ``model_deployments``: which model production runs, as a
 history (the newest row is the current one).
@@ -53,9 +53,10 @@ decisions = sa.Table(
 )
 
 decided_keys = sa.Table(
-    "training_decided_keys",
+    "training_decided_texts",
     metadata,
-    sa.Column("text_key", sa.String(512), primary_key=True),
+    # SHA-256 of the normalised text (bot.training.inbox.text_key).
+    sa.Column("text_hash", sa.String(64), primary_key=True),
     sa.Column("decision_id", sa.Integer, nullable=False),
 )
 

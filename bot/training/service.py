@@ -11,6 +11,9 @@ import dataclasses
 import json
 import logging
 import re
+import shutil
+import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +25,7 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from bot.model_store import (
+    ModelError,
     ModelInfo,
     data_fingerprint,
     list_models,
@@ -35,11 +39,13 @@ from bot.training import data_files, deploy
 from bot.training.data_files import TrainingDataError, Validation, WriteResult
 from bot.training.deploy import DeployError, Deployment
 from bot.training.evaluation import Comparison, Evaluation, compare, evaluate_models
-from bot.training.inbox import InboxFilter, InboxItem, ReviewInbox, TextRedactor
+from bot.training.inbox import InboxFilter, InboxItem, ReviewInbox, TextRedactor, key_hash
 from bot.training.jobs import JobLog, Progress, RasaTrainProgress
 from bot.training.schema import DECISIONS, create_training_tables, decided_keys, decisions
 
 log = logging.getLogger(__name__)
+
+_VALIDATE_LOCK = threading.Lock()
 
 OUT_OF_SCOPE_INTENT = "out_of_scope"
 # Responses the voice loop and custom actions speak: Rasa cannot see those
@@ -177,10 +183,7 @@ class TrainingWorkflow:
     def item(self, item_id: str) -> InboxItem:
         found = self.inbox.item(item_id)
         if found is None:
-            raise WorkflowError(
-                f"no inbox item {item_id}: it was decided already, or new turns regrouped "
-                "the inbox; list the inbox again"
-            )
+            raise WorkflowError(_gone(item_id))
         return found
 
     def intents(self) -> list[str]:
@@ -209,7 +212,14 @@ class TrainingWorkflow:
             raise WorkflowError("no inbox items given")
         if not decided_by.strip():
             raise WorkflowError("a decision needs the name of who made it")
-        items = [self.item(item_id) for item_id in dict.fromkeys(item_ids)]
+        # Grouped once for the whole batch; every item is resolved before
+        # anything is written.
+        current = self.inbox.by_id()
+        items = []
+        for item_id in dict.fromkeys(item_ids):
+            if item_id not in current:
+                raise WorkflowError(_gone(item_id))
+            items.append(current[item_id])
         known = set(self.intents())
         if decision == "intent" and intent not in known:
             raise WorkflowError(_unknown_intent(intent, known))
@@ -223,9 +233,14 @@ class TrainingWorkflow:
         # Production is pinned before the data first changes, so the retrained
         # model cannot become production without a deploy.
         deploy.ensure_production_recorded(self.engine, self.project_dir, self.models_dir)
+        held_out = self._held_out_keys()
         records = []
-        for index, item in enumerate(items):
-            written = self._write(item, decision, intent, response_text, entities, first=index == 0)
+        created = decision != "new_intent"
+        for item in items:
+            written = self._write(
+                item, decision, intent, response_text, entities, held_out, created
+            )
+            created = created or bool(written.written)
             records.append(self._audit(item, decision, intent, written, decided_by))
         return records
 
@@ -236,11 +251,15 @@ class TrainingWorkflow:
         intent: str,
         response_text: str,
         entities: Sequence[Sequence[str]],
-        first: bool,
+        held_out: set[str],
+        intent_exists: bool,
     ) -> WriteResult:
-        held_out = self._held_out_keys()
+        if decision == "discard":
+            return WriteResult(written=(), duplicates=(), files=())
         texts = [text for text in item.variants if data_files.example_key(text) not in held_out]
-        if not texts and decision not in ("discard", "entities"):
+        if not texts:
+            # The test set's sentences never become training data, or the
+            # evaluation would score what the model was taught.
             return WriteResult(written=(), duplicates=tuple(item.variants), files=())
         try:
             if decision == "intent":
@@ -248,7 +267,7 @@ class TrainingWorkflow:
             if decision == "out_of_scope":
                 return data_files.add_examples(self.project_dir, OUT_OF_SCOPE_INTENT, texts)
             if decision == "new_intent":
-                if first:
+                if not intent_exists:
                     return data_files.create_intent(self.project_dir, intent, texts, response_text)
                 return data_files.add_examples(self.project_dir, intent, texts)
             if decision == "entities":
@@ -259,6 +278,13 @@ class TrainingWorkflow:
                         "its corrected example belongs to"
                     )
                 example = data_files.annotate_entities(item.text, entities)
+                existing = data_files.training_examples(self.project_dir)
+                taught = existing.get(data_files.example_key(example))
+                if taught is not None:
+                    raise WorkflowError(
+                        f"{item.text!r} is already an example of {taught} in the training data; "
+                        "mark its entities there"
+                    )
                 return data_files.add_examples(self.project_dir, target, [example])
         except TrainingDataError as exc:
             raise WorkflowError(str(exc)) from exc
@@ -281,19 +307,18 @@ class TrainingWorkflow:
         }
         with self.engine.begin() as conn:
             decision_id = conn.execute(decisions.insert().values(**values)).inserted_primary_key[0]
-            taken = {
-                row[0]
-                for row in conn.execute(
-                    sa.select(decided_keys.c.text_key).where(decided_keys.c.text_key.in_(item.keys))
-                )
-            }
-            new_keys = [
-                {"text_key": key, "decision_id": decision_id}
-                for key in item.keys
-                if key not in taken
-            ]
-            if new_keys:
-                conn.execute(decided_keys.insert(), new_keys)
+            for key in item.keys:
+                # Two trainers deciding the same words at once: the first
+                # decision's mark stands, the second is still recorded.
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            decided_keys.insert().values(
+                                text_hash=key_hash(key), decision_id=decision_id
+                            )
+                        )
+                except sa.exc.IntegrityError:
+                    pass
             row = conn.execute(decisions.select().where(decisions.c.id == decision_id))
             record = _record(row.mappings().one())
         log.info(
@@ -316,6 +341,14 @@ class TrainingWorkflow:
         problems = tuple(p for p in found.problems if not _UNUSED_RESPONSE.search(p))
         return dataclasses.replace(found, problems=problems)
 
+    def trainer_responses(self) -> set[str]:
+        """Responses of intents trainers created (their rules are in trainer.yml)."""
+        rules = self.project_dir / data_files.TRAINER_RULES
+        if not rules.is_file():
+            return set(data_files.unfilled_stubs(self.project_dir))
+        named = set(re.findall(r"action: (utter_\w+)", rules.read_text(encoding="utf-8")))
+        return named | set(data_files.unfilled_stubs(self.project_dir))
+
     def _held_out_keys(self) -> set[str]:
         """The test set's examples: never written into the training data, or
         the evaluation would be scoring what the model was taught."""
@@ -334,6 +367,15 @@ class TrainingWorkflow:
         return keys
 
     def set_response(self, intent: str, text: str) -> None:
+        """Writes the answer of an intent trainers created (a stub, or one
+        written before); the bot's other responses belong to its designers."""
+        if f"utter_{intent}" not in self.trainer_responses():
+            raise WorkflowError(
+                f"utter_{intent} is not the answer of an intent created here; "
+                "edit domain.yml for the bot's own responses"
+            )
+        if "{" in text or "}" in text:
+            raise WorkflowError("an answer cannot contain { or }: the bot fills those in")
         try:
             data_files.set_response(self.project_dir, intent, text)
         except TrainingDataError as exc:
@@ -343,15 +385,27 @@ class TrainingWorkflow:
 
     def retrain(self, trained_by: str, progress: Progress | None = None) -> ModelInfo:
         """Trains a model for the current data (reusing one that exists) and
-        evaluates it against production."""
+        evaluates it against production.
+
+        Rasa reads a snapshot of the data taken under the data lock, so a
+        decision saved while it trains waits for the next retrain instead of
+        landing half in this one."""
         report = progress or (lambda _stage, _fraction: None)
         deploy.ensure_production_recorded(self.engine, self.project_dir, self.models_dir)
-        stubs = data_files.unfilled_stubs(self.project_dir)
         output = RasaTrainProgress(report, TRAIN_SHARE)
         report("starting rasa train", 0.01)
-        info = train_model(
-            self.project_dir, self.models_dir, trained_by=trained_by, on_output=output
-        )
+        with tempfile.TemporaryDirectory(prefix=".retrain-", dir=self.models_dir) as folder:
+            snapshot = Path(folder)
+            with data_files.locked(self.project_dir):
+                _copy_training_files(self.project_dir, snapshot)
+            stubs = data_files.unfilled_stubs(snapshot)
+            try:
+                info = train_model(
+                    snapshot, self.models_dir, trained_by=trained_by, on_output=output
+                )
+            except ModelError as exc:
+                tail = "\n".join(output.tail[-15:])
+                raise ModelError(f"rasa train failed; its last lines:\n{tail}") from exc
         if not info.meta.get("unfilled_stubs") and stubs:
             info = update_metadata(self.models_dir, info.name, {"unfilled_stubs": stubs})
         report("evaluating against production", TRAIN_SHARE)
@@ -425,6 +479,8 @@ class TrainingWorkflow:
         comparison, _scored = self.evaluate(candidate)
         reasons = list(comparison.reasons)
         stubs = info.meta.get("unfilled_stubs")
+        if not stubs and info.fingerprint == data_fingerprint(self.project_dir):
+            stubs = data_files.unfilled_stubs(self.project_dir)  # trained outside retrain
         if isinstance(stubs, list) and stubs:
             reasons.append("answers still to be written: " + ", ".join(map(str, stubs)))
         if reasons and (comparison.blocked or stubs):
@@ -461,6 +517,28 @@ class TrainingWorkflow:
         return deploy.history(self.engine, limit)
 
 
+def _copy_training_files(project_dir: Path, target: Path) -> None:
+    """What ``rasa train`` reads and the fingerprint covers, and Rasa's cache."""
+    for name in ("config.yml", "domain.yml"):
+        if (project_dir / name).is_file():
+            shutil.copy2(project_dir / name, target / name)
+    for folder in ("domain", "data", "bot/nlu"):
+        if (project_dir / folder).is_dir():
+            shutil.copytree(
+                project_dir / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__")
+            )
+    cache = project_dir / ".rasa"
+    cache.mkdir(exist_ok=True)
+    (target / ".rasa").symlink_to(cache.resolve())
+
+
+def _gone(item_id: str) -> str:
+    return (
+        f"no inbox item {item_id}: it was decided already, or new turns regrouped "
+        "the inbox; list the inbox again"
+    )
+
+
 def _unknown_intent(intent: str, known: set[str]) -> str:
     if not intent:
         return "name the intent (--intent NAME)"
@@ -493,8 +571,12 @@ def validate_job(
     workflow: TrainingWorkflow,
 ) -> Callable[[Progress], tuple[dict[str, Any], str | None]]:
     def work(progress: Progress) -> tuple[dict[str, Any], str | None]:
-        progress("rasa data validate", 0.1)
-        validation = workflow.validate()
+        progress("waiting for an earlier check", 0.05)
+        # One `rasa data validate` at a time: quick decisions in a row would
+        # otherwise start several Rasa processes on a small machine.
+        with _VALIDATE_LOCK:
+            progress("rasa data validate", 0.1)
+            validation = workflow.validate()
         result = {
             "ok": validation.ok,
             "problems": list(validation.problems),

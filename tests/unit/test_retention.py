@@ -151,10 +151,11 @@ def test_an_expired_call_loses_its_recording_and_personal_details(tmp_path: Path
 
     report = purge_expired(url, folder, 30, now=NOW)
 
-    assert report == PurgeReport(1, 1, 1, NOW - timedelta(days=30))
+    # The old call is scrubbed, but not marked purged while an item of it is open.
+    assert report == PurgeReport(1, 0, 1, NOW - timedelta(days=30))
     assert not old_wav.exists() and new_wav.exists()
     old = call_row(url, "old")
-    assert old["recording_path"] is None and old["purged_at"] is not None
+    assert old["recording_path"] is None and old["purged_at"] is None
     assert [t["transcript"] for t in old["turns"]] == [
         "my card [card] was declined",
         "order 12345, mail [email]",
@@ -185,9 +186,29 @@ def test_an_expired_call_loses_its_recording_and_personal_details(tmp_path: Path
     assert kept.caller_number == "+447700900123" and kept.notes == f"called {PHONE}, mail {EMAIL}"
     assert still_open.caller_number == PHONE
 
+    queue = AgentQueue(url)
+    try:
+        agent = queue.add_agent("ann", "a long password", "agent", ["general"])
+        claimed = queue.claim(open_item.id, agent.id)
+        assert claimed is not None
+        queue.resolve(open_item.id, agent.id, "resolved", f"rang {PHONE}")
+    finally:
+        queue.close()
+    finished = purge_expired(url, folder, 30, now=NOW)
+    assert finished == PurgeReport(0, 1, 2, NOW - timedelta(days=30))
+    purged = call_row(url, "old")["purged_at"]
+    assert purged is not None
+    queue = AgentQueue(url)
+    try:
+        now_done = queue.item(open_item.id)
+    finally:
+        queue.close()
+    assert now_done is not None and now_done.caller_number is None
+    assert now_done.notes == "rang [phone]"
+
     again = purge_expired(url, folder, 30, now=NOW)
     assert again == PurgeReport(0, 0, 0, NOW - timedelta(days=30))
-    assert call_row(url, "old")["purged_at"] == old["purged_at"]
+    assert call_row(url, "old")["purged_at"] == purged
 
 
 def test_calls_expire_by_their_end_or_if_never_ended_their_start(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from bot.training.inbox import (
     flag_turn,
     group_turns,
     item_id_for,
+    key_hash,
     text_key,
 )
 from bot.training.schema import decided_keys
@@ -178,7 +179,7 @@ def test_decided_texts_leave_the_inbox_and_hold_speech_never_enters(
     reader = inbox(store, redactor)
     (item,) = reader.items()
     with store.engine.begin() as conn:
-        conn.execute(decided_keys.insert().values(text_key=item.keys[0], decision_id=1))
+        conn.execute(decided_keys.insert().values(text_hash=key_hash(item.keys[0]), decision_id=1))
     assert reader.items() == []
     assert reader.item(item.id) is None
     call(store, "c", [("um the thingy broke", "nlu_fallback", 0.3)])
