@@ -148,12 +148,18 @@ def production_model(
     return resolve_model(project_dir, models_dir)
 
 
-def ensure_production_recorded(engine: Engine, project_dir: Path, models_dir: Path) -> Deployment:
-    """Pins what production runs now as the ``initial`` deployment, once."""
+def ensure_production_recorded(
+    engine: Engine, project_dir: Path, models_dir: Path
+) -> Deployment | None:
+    """Pins what production runs now as the ``initial`` deployment, once;
+    None while there is no model at all (nothing runs, nothing to pin)."""
     found = current(engine)
     if found is not None:
         return found
-    path = resolve_model(project_dir, models_dir)
+    try:
+        path = resolve_model(project_dir, models_dir)
+    except ModelError:
+        return None
     return record(engine, path.name.removesuffix(".tar.gz"), "initial", "system")
 
 

@@ -63,6 +63,7 @@ def test_new_calls_switch_while_a_call_in_progress_keeps_its_model(
     initial = deploy.ensure_production_recorded(
         engine.store.engine, settings.project_dir, settings.models_dir
     )
+    assert initial is not None
     assert initial.model_name == shipped and initial.action == "initial"
     deploy.record(engine.store.engine, TWIN, "deploy", "tess")
     assert engine.refresh_model()
