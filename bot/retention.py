@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from bot.queue.schema import FINAL_STATUSES, WRITE_OPTION, create_queue_engine
 from bot.queue.schema import items as queue_items
+from bot.queue.schema import messages as agent_messages
 from bot.store import add_missing_columns, calls, create_db_engine, turns
 from bot.training.schema import turn_flags
 
@@ -291,13 +292,32 @@ class _Purge:
             }
             for row in rows
         ]
-        if updates:
+        # What agents typed to these callers may repeat their details.
+        said = sa.select(agent_messages.c.id, agent_messages.c.text).where(
+            agent_messages.c.call_id.in_(call_ids)
+        )
+        typed = []
+        if _has_tables(self._queue, (agent_messages.name,)):
+            with self._queue.connect() as conn:
+                typed = conn.execute(said).all()
+        redacted = []
+        for row in typed:
+            text = self._redact(row.text)
+            if text != row.text:
+                redacted.append((row.id, text))
+        if updates or redacted:
             writes = self._queue.execution_options(**{WRITE_OPTION: True})
             with writes.begin() as conn:
                 for values in updates:
                     item_id = values.pop("id")
                     conn.execute(
                         queue_items.update().where(queue_items.c.id == item_id).values(**values)
+                    )
+                for message_id, text in redacted:
+                    conn.execute(
+                        agent_messages.update()
+                        .where(agent_messages.c.id == message_id)
+                        .values(text=text)
                     )
         return len(updates)
 

@@ -14,19 +14,31 @@ PROJECT_FILES = ("domain.yml", "config.yml", "endpoints.yml", "credentials.yml",
 PROJECT_DIRS = ("data", "actions", "audio")
 
 
-def copy_project(target: Path, model: Path) -> Path:
-    """Copies the project's Rasa files and the held-out set into ``target``, with
-    ``model`` as the one trained model. Rasa's training cache is shared with the
-    real project, so a retrain after a small data change reuses what it can."""
+def copy_rasa_files(target: Path) -> Path:
+    """Copies the domain, config, training data and held-out set into ``target``:
+    enough to annotate, validate and evaluate, not to run calls."""
     target.mkdir(parents=True, exist_ok=True)
+    for name in ("domain.yml", "config.yml"):
+        shutil.copy2(PROJECT_DIR / name, target / name)
+    shutil.copytree(PROJECT_DIR / "data", target / "data")
+    (target / "tests" / "nlu").mkdir(parents=True)
+    shutil.copy2(PROJECT_DIR / "tests/nlu/holdout.yml", target / "tests/nlu/holdout.yml")
+    return target
+
+
+def copy_project(target: Path, model: Path) -> Path:
+    """Copies the project's Rasa files, actions and the held-out set into
+    ``target``, with ``model`` as the one trained model. Rasa's training cache
+    is shared with the real project, so a retrain after a small data change
+    reuses what it can."""
+    copy_rasa_files(target)
     for name in PROJECT_FILES:
         shutil.copy2(PROJECT_DIR / name, target / name)
     for name in PROJECT_DIRS:
-        shutil.copytree(
-            PROJECT_DIR / name, target / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    (target / "tests" / "nlu").mkdir(parents=True)
-    shutil.copy2(PROJECT_DIR / "tests/nlu/holdout.yml", target / "tests/nlu/holdout.yml")
+        if name != "data":
+            shutil.copytree(
+                PROJECT_DIR / name, target / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
     models = target / "models"
     models.mkdir()
     if _same_device(model, models):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from bot.console.auth import ConsoleError, ConsoleSession, require_area
+from bot.console.auth import ConsoleError, ConsoleSession
 from bot.console.training_views import (
     DECISION_CHOICES,
     ENTITY_ROWS,
@@ -29,7 +29,7 @@ from bot.console.training_views import (
     validation_view,
 )
 from bot.console.views import Notice
-from bot.console.web import PostedBySignedIn, SignedIn, render
+from bot.console.web import PostedByTrainer, Trainer, render
 from bot.model_store import ModelError
 from bot.training import data_files
 from bot.training.data_files import TrainingDataError
@@ -47,21 +47,6 @@ MAX_INBOX_ROWS = 200
 DECISIONS_SHOWN = 200
 # Errors a trainer's decision can run into; shown on the page, not as a 500.
 DECISION_ERRORS = (WorkflowError, TrainingDataError, ModelError)
-
-
-def training_session(session: SignedIn) -> ConsoleSession:
-    require_area(session, "training")
-    return session
-
-
-def posted_training_session(session: PostedBySignedIn) -> ConsoleSession:
-    require_area(session, "training")
-    return session
-
-
-# Someone who may use the trainer pages; the same, on a POST with a valid CSRF token.
-Trainer = Annotated[ConsoleSession, Depends(training_session)]
-PostedByTrainer = Annotated[ConsoleSession, Depends(posted_training_session)]
 
 
 def workflow_of(request: Request) -> TrainingWorkflow:

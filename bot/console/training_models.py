@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from bot.console.auth import ConsoleError, ConsoleSession
-from bot.console.training import PostedByTrainer, Trainer, page_notice, see_other, workflow_of
+from bot.console.training import page_notice, see_other, workflow_of
 from bot.console.training_views import (
     comparison_view,
     deployment_row,
@@ -23,7 +23,7 @@ from bot.console.training_views import (
     notice_url,
     when_text,
 )
-from bot.console.web import render
+from bot.console.web import PostedByTrainer, Trainer, render
 from bot.model_store import ModelError, ModelInfo, model_info
 from bot.training import deploy
 from bot.training.deploy import DeployError

@@ -70,19 +70,28 @@ async def posted_session(request: Request, session: SignedIn) -> ConsoleSession:
 PostedBySignedIn = Annotated[ConsoleSession, Depends(posted_session)]
 
 
-def queue_session(session: SignedIn) -> ConsoleSession:
-    require_area(session, "queue")
-    return session
+def _area_dependencies(area: str) -> tuple[Any, Any]:
+    """Dependencies for someone who may open ``area``: signed in, and the same
+    on a POST with a valid CSRF token."""
 
+    def signed_in(session: SignedIn) -> ConsoleSession:
+        require_area(session, area)
+        return session
 
-def posted_queue_session(session: PostedBySignedIn) -> ConsoleSession:
-    require_area(session, "queue")
-    return session
+    def posted(session: PostedBySignedIn) -> ConsoleSession:
+        require_area(session, area)
+        return session
+
+    return (
+        Annotated[ConsoleSession, Depends(signed_in)],
+        Annotated[ConsoleSession, Depends(posted)],
+    )
 
 
 # A signed-in person who may use the queue; the same, on a POST with a valid CSRF token.
-QueueUser = Annotated[ConsoleSession, Depends(queue_session)]
-PostedByQueueUser = Annotated[ConsoleSession, Depends(posted_queue_session)]
+QueueUser, PostedByQueueUser = _area_dependencies("queue")
+# The same for the trainer pages.
+Trainer, PostedByTrainer = _area_dependencies("training")
 
 
 def redirect(path: str, notice: str | None = None) -> RedirectResponse:

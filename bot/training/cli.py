@@ -384,11 +384,11 @@ def _evaluate(workflow: Any, args: argparse.Namespace, out: Any) -> int:
 
 
 def _scores(evaluation: Any) -> dict[str, Any]:
+    from bot.training.service import evaluation_summary
+
     return {
         "model": evaluation.model,
-        "accuracy": round(evaluation.accuracy, 4),
-        "macro_f1": round(evaluation.macro_f1, 4),
-        "weighted_f1": round(evaluation.weighted_f1, 4),
+        **evaluation_summary(evaluation),
         "per_intent": {
             name: {"precision": s.precision, "recall": s.recall, "f1": s.f1, "support": s.support}
             for name, s in evaluation.per_intent.items()

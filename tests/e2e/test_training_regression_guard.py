@@ -42,6 +42,7 @@ def test_a_model_trained_on_swapped_intents_cannot_be_deployed(
     result = json.loads(retrained.stdout)
     candidate = result["model"]
     evaluation = result["evaluation"]
+    print("swapped intents:", json.dumps(evaluation))  # the numbers, for the record (-s)
     assert evaluation["blocked"]
     assert evaluation["macro_f1"] < evaluation["production"]["macro_f1"] - 0.02
     reasons = " ".join(evaluation["reasons"])

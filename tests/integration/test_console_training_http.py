@@ -36,6 +36,7 @@ from bot.training.evaluation import cached_evaluation, score
 from bot.training.evaluation import test_set_hash as hash_of_test_set
 from bot.training.schema import jobs
 from bot.training.service import TrainingWorkflow
+from tests.training_project import copy_rasa_files
 
 pytestmark = pytest.mark.slow
 
@@ -174,14 +175,12 @@ class Trainers:
 def _copy_project(source: Path, target: Path, shipped_model: Path) -> None:
     """The Rasa project's files, with the custom NLU code (part of the data's
     fingerprint) and the shipped model, so the copy's data matches that model."""
-    for name in ("domain.yml", "config.yml", "endpoints.yml", "credentials.yml"):
+    copy_rasa_files(target)
+    for name in ("endpoints.yml", "credentials.yml"):
         shutil.copy2(source / name, target / name)
-    shutil.copytree(source / "data", target / "data")
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(source / "actions", target / "actions", ignore=ignore)
     shutil.copytree(source / "bot" / "nlu", target / "bot" / "nlu", ignore=ignore)
-    (target / "tests" / "nlu").mkdir(parents=True)
-    shutil.copy2(source / "tests" / "nlu" / "holdout.yml", target / "tests" / "nlu")
     models = target / "models"
     models.mkdir()
     (models / shipped_model.name).symlink_to(shipped_model)

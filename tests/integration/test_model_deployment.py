@@ -140,5 +140,7 @@ def test_rollback_needs_an_earlier_model(tmp_path: Path) -> None:
     deploy.record(db, "dialogue-aaaa", "initial", "system")
     with pytest.raises(deploy.DeployError, match="only ever run"):
         deploy.rollback_target(db)
-    assert deploy.rollback_target(db, "dialogue-bbbb") == "dialogue-bbbb"
+    with pytest.raises(deploy.DeployError, match="was never in production"):
+        deploy.rollback_target(db, "dialogue-bbbb")
+    assert deploy.rollback_target(db, "dialogue-aaaa") == "dialogue-aaaa"
     assert deploy.deployed_model_name(db) == "dialogue-aaaa"

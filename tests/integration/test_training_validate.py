@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from bot.training.data_files import (
     set_response,
     validate_project,
 )
+from tests.training_project import copy_rasa_files
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,9 @@ NOISE = re.compile(r"\x1b|\d{4}-\d\d-\d\d \d\d:\d\d|rasa\.validator|More info at
 
 
 @pytest.fixture
-def project(tmp_path: Path, project_dir: Path) -> Path:
+def project(tmp_path: Path) -> Path:
     """A copy of the project's domain, data and config."""
-    copy = tmp_path / "project"
-    copy.mkdir()
-    shutil.copytree(project_dir / "data", copy / "data")
-    for name in ("domain.yml", "config.yml"):
-        shutil.copy2(project_dir / name, copy / name)
-    return copy
+    return copy_rasa_files(tmp_path / "project")
 
 
 def test_the_project_validates(project: Path) -> None:

@@ -4,7 +4,6 @@ do. No model is trained here."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,17 +18,12 @@ from bot.training.deploy import DeployError, record, rollback_target
 from bot.training.inbox import InboxFilter
 from bot.training.service import TrainingWorkflow, WorkflowError
 from tests.conftest import PROJECT_DIR, isolated_env
+from tests.training_project import copy_rasa_files
 
 
 @pytest.fixture
 def workflow(tmp_path: Path) -> Iterator[TrainingWorkflow]:
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("domain.yml", "config.yml"):
-        shutil.copy2(PROJECT_DIR / name, project / name)
-    shutil.copytree(PROJECT_DIR / "data", project / "data")
-    (project / "tests/nlu").mkdir(parents=True)
-    shutil.copy2(PROJECT_DIR / "tests/nlu/holdout.yml", project / "tests/nlu/holdout.yml")
+    project = copy_rasa_files(tmp_path / "project")
     settings = load_settings(project, env=isolated_env(tmp_path / "var"))
     found = TrainingWorkflow(settings)
     yield found

@@ -21,6 +21,7 @@ from bot.handoff import TranscriptLine, build_handoff
 from bot.privacy import NORMALISER_KINDS
 from bot.queue import AgentQueue
 from bot.queue.schema import items as queue_items
+from bot.queue.schema import messages as agent_messages
 from bot.retention import (
     PERSONAL_ENTITIES,
     LazyRedactor,
@@ -146,6 +147,15 @@ def test_an_expired_call_loses_its_recording_and_personal_details(tmp_path: Path
         new_item = resolved_item(queue, "new", "")
         # An item of the expired call still open is not the purge's to touch.
         open_item = queue.enqueue("old", "call", "explicit_request", 0, "general", PHONE, {})
+        typist = queue.add_agent("tia", "a long password", "agent", ["general"])
+        with queue.engine.begin() as conn:  # what the agent typed to each caller
+            for call_id in ("old", "new"):
+                conn.execute(
+                    agent_messages.insert().values(
+                        call_id=call_id, agent_id=typist.id,
+                        text=f"I will ring you on {PHONE} tomorrow", created_at=NOW,
+                    )
+                )  # fmt: skip
     finally:
         queue.close()
 
@@ -185,6 +195,12 @@ def test_an_expired_call_loses_its_recording_and_personal_details(tmp_path: Path
     assert scrubbed.handoff["intents"] == [{"intent": "order_status", "confidence": 0.4}]
     assert kept.caller_number == "+447700900123" and kept.notes == f"called {PHONE}, mail {EMAIL}"
     assert still_open.caller_number == PHONE
+    with sa.create_engine(url).connect() as conn:
+        typed = dict(conn.execute(sa.select(agent_messages.c.call_id, agent_messages.c.text)).all())
+    assert typed == {
+        "old": "I will ring you on [phone] tomorrow",
+        "new": f"I will ring you on {PHONE} tomorrow",
+    }
 
     queue = AgentQueue(url)
     try:

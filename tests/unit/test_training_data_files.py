@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,17 +23,13 @@ from bot.training.data_files import (
     unfilled_stubs,
 )
 from bot.training.rasa_output import rasa_problems
+from tests.training_project import copy_rasa_files
 
 
 @pytest.fixture
-def project(tmp_path: Path, project_dir: Path) -> Path:
+def project(tmp_path: Path) -> Path:
     """A copy of the project's domain, data and config."""
-    copy = tmp_path / "project"
-    copy.mkdir()
-    shutil.copytree(project_dir / "data", copy / "data")
-    for name in ("domain.yml", "config.yml"):
-        shutil.copy2(project_dir / name, copy / name)
-    return copy
+    return copy_rasa_files(tmp_path / "project")
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
