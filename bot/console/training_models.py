@@ -28,6 +28,7 @@ from bot.model_store import ModelError, ModelInfo, model_info
 from bot.training import deploy
 from bot.training.deploy import DeployError
 from bot.training.evaluation import (
+    CrossValidation,
     Evaluation,
     EvaluationError,
     cached_evaluation,
@@ -36,7 +37,12 @@ from bot.training.evaluation import (
     test_set_hash,
 )
 from bot.training.jobs import JobError
-from bot.training.service import TrainingWorkflow, evaluate_job, retrain_job
+from bot.training.service import (
+    TrainingWorkflow,
+    cross_validation_job,
+    evaluate_job,
+    retrain_job,
+)
 
 router = APIRouter()
 
@@ -84,6 +90,7 @@ def _models_page(
         "previous": previous if previous in kept and previous != production else "",
         "deployments": [deployment_row(d) for d in history],
         "jobs": [job_row(job) for job in workflow.jobs.recent(RECENT_JOBS)],
+        "cross_validation": _latest_cross_validation(workflow),
     }
     return render(request, "training_models.html", context, session, status_code=status_code)
 
@@ -101,6 +108,34 @@ def retrain(request: Request, session: PostedByTrainer) -> Response:
         job = workflow.jobs.run_in_background("retrain", user, retrain_job(workflow, user))
     except JobError:
         return see_other(notice_url("/training/models", "retrain_running"))
+    return see_other(f"/training/jobs/{job.id}")
+
+
+def _latest_cross_validation(workflow: TrainingWorkflow) -> dict[str, Any] | None:
+    """The newest cross-validation job, with its scores once it has them."""
+    found = workflow.jobs.recent(1, kind="cross_validate")
+    if not found:
+        return None
+    job = found[0]
+    row: dict[str, Any] = {"job": job_row(job), "scores": None}
+    if job.state == "succeeded" and job.result:
+        result = CrossValidation.from_dict(job.result)
+        row["scores"] = {
+            "folds": result.folds,
+            "accuracy": f"{result.accuracy:.3f}",
+            "macro_f1": f"{result.macro_f1:.3f}",
+            "minutes": f"{result.seconds / 60:.1f}",
+            "weakest": sorted(result.per_intent.items(), key=lambda item: item[1].f1)[:5],
+        }
+    return row
+
+
+@router.post("/training/cross-validate")
+def start_cross_validation(request: Request, session: PostedByTrainer) -> Response:
+    workflow = workflow_of(request)
+    job = workflow.jobs.run_in_background(
+        "cross_validate", session.agent_name, cross_validation_job(workflow)
+    )
     return see_other(f"/training/jobs/{job.id}")
 
 

@@ -567,6 +567,25 @@ def evaluate_job(
     return work
 
 
+def cross_validation_job(
+    workflow: TrainingWorkflow, folds: int = 0
+) -> Callable[[Progress], tuple[dict[str, Any], str | None]]:
+    """``rasa test nlu --cross-validation`` on the current data, as a job:
+    slow (it trains the classifier once per fold), so only when asked."""
+
+    def work(progress: Progress) -> tuple[dict[str, Any], str | None]:
+        from bot.training.evaluation import cross_validate
+
+        chosen = folds or workflow.settings.training.cross_validation_folds
+        progress(f"cross-validating with {chosen} folds (trains once per fold)", 0.05)
+        result = cross_validate(
+            workflow.project_dir, chosen, workflow.settings.var_dir / "cross_validation"
+        )
+        return result.to_dict(), None
+
+    return work
+
+
 def validate_job(
     workflow: TrainingWorkflow,
 ) -> Callable[[Progress], tuple[dict[str, Any], str | None]]:

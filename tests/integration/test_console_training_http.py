@@ -447,6 +447,26 @@ def test_the_models_page_marks_production(trainers: Trainers, shipped: str) -> N
     assert "initial" in deployments and shipped in deployments
 
 
+def test_the_models_page_shows_the_latest_cross_validation(trainers: Trainers) -> None:
+    workflow = TrainingWorkflow(trainers.settings)
+    try:
+        job = workflow.jobs.start("cross_validate", "tom")
+        per_intent = {
+            "order_status": {"precision": 0.9, "recall": 0.8, "f1": 0.847, "support": 20},
+            "greet": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 20},
+        }
+        result = {"folds": 3, "accuracy": 0.9125, "macro_f1": 0.9235,
+                  "per_intent": per_intent, "seconds": 250.0}  # fmt: skip
+        workflow.jobs.finish(job.id, result)
+    finally:
+        workflow.close()
+    page = trainers.client("tom").get("/training/models")
+    section = page.body[page.body.index('id="cross-validation"') :]
+    assert "3 folds" in section and "accuracy <strong>0.912</strong>" in section
+    assert "macro-F1 <strong>0.923</strong>" in section and "order_status (0.85)" in section
+    assert 'action="/training/cross-validate"' in section
+
+
 def test_a_second_retrain_is_refused_while_one_runs(trainers: Trainers) -> None:
     tom = trainers.client("tom")
     engine = sa.create_engine(trainers.settings.store_url, future=True)

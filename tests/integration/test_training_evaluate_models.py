@@ -133,8 +133,8 @@ INTENTS = {
 }  # fmt: skip
 
 
-def test_cross_validation_of_a_small_project(tmp_path: Path) -> None:
-    project = tmp_path / "project"
+def small_project(project: Path) -> Path:
+    """Four intents of twelve examples and a classifier of five epochs."""
     (project / "data").mkdir(parents=True)
     (project / "config.yml").write_text(
         "recipe: default.v1\n"
@@ -156,6 +156,14 @@ def test_cross_validation_of_a_small_project(tmp_path: Path) -> None:
         for intent, texts in INTENTS.items()
     )
     (project / "data" / "nlu.yml").write_text(f'version: "3.1"\nnlu:\n{blocks}')
+    (project / "domain.yml").write_text(
+        'version: "3.1"\nintents:\n' + "".join(f"  - {intent}\n" for intent in INTENTS)
+    )
+    return project
+
+
+def test_cross_validation_of_a_small_project(tmp_path: Path) -> None:
+    project = small_project(tmp_path / "project")
     out = tmp_path / "results"
 
     result = cross_validate(project, folds=2, out_dir=out)
@@ -183,3 +191,20 @@ def test_cross_validation_of_broken_data_says_so(tmp_path: Path) -> None:
 
     with pytest.raises(EvaluationError, match="cross-validation failed"):
         cross_validate(project, folds=2, out_dir=tmp_path / "results")
+
+
+def test_cross_validation_runs_as_a_recorded_job(tmp_path: Path) -> None:
+    from bot.settings import load_settings
+    from bot.training.service import TrainingWorkflow, cross_validation_job
+    from tests.conftest import isolated_env
+
+    project = small_project(tmp_path / "project")
+    settings = load_settings(project, env=isolated_env(tmp_path / "var"))
+    workflow = TrainingWorkflow(settings)
+    try:
+        job = workflow.jobs.run("cross_validate", "tess", cross_validation_job(workflow, 2))
+    finally:
+        workflow.close()
+    assert job.state == "succeeded" and job.kind == "cross_validate"
+    assert job.result is not None and job.result["folds"] == 2
+    assert set(job.result["per_intent"]) == set(INTENTS)
