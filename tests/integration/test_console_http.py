@@ -13,7 +13,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from bot.events import BotTurn, CallStarted
 from bot.queue import AgentQueue, QueueItem
 from bot.store import CallStore
 from tests.queue_databases import BACKENDS, QueueDatabase, queue_database
+from tests.web_client import KeepRedirects, Reply
 
 PASSWORDS = {"ann": "ann-secret", "bob": "bob-secret", "sue": "sue-secret", "tom": "tom-secret"}
 HANDOFF = {
@@ -35,22 +35,6 @@ HANDOFF = {
 }
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    body: str
-
-    @property
-    def location(self) -> str:
-        return self.headers.get("location", "")
-
-
-class _KeepRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None  # hand 3xx replies back as they are
-
-
 class WebClient:
     """One browser's worth of cookies against the console."""
 
@@ -58,7 +42,7 @@ class WebClient:
         self.base_url = base_url
         self.cookies = http.cookiejar.CookieJar()
         self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.cookies), _KeepRedirects
+            urllib.request.HTTPCookieProcessor(self.cookies), KeepRedirects
         )
 
     def open(self, path: str, form: dict[str, str] | None = None) -> Any:

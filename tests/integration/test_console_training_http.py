@@ -20,7 +20,6 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from bot.training.evaluation import test_set_hash as hash_of_test_set
 from bot.training.schema import jobs
 from bot.training.service import TrainingWorkflow
 from tests.training_project import copy_rasa_files
+from tests.web_client import KeepRedirects, Reply
 
 pytestmark = pytest.mark.slow
 
@@ -59,29 +59,13 @@ CALLER_TURNS = (
 JOB_DEADLINE_SECONDS = 900
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    body: str
-
-    @property
-    def location(self) -> str:
-        return self.headers.get("location", "")
-
-
-class _KeepRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None  # hand 3xx replies back as they are
-
-
 class WebClient:
     """One browser's worth of cookies against the console."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _KeepRedirects
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), KeepRedirects
         )
         self.token = ""
 
