@@ -161,6 +161,10 @@ class CallEngine:
         self.queue: AgentQueue | None = None
         self._model_lock = threading.Lock()
         self._failed_deployment = 0
+        # Models replaced by a deployment, released once their last call ends.
+        self._retired: list[Dialogue] = []
+        self._live_calls: dict[str, Dialogue] = {}
+        self._retire_lock = threading.Lock()  # held briefly, on the call's loop too
         self._stop_watching = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -238,11 +242,32 @@ class CallEngine:
                 return False
             previous, self._dialogue = self._dialogue, fresh
             self._failed_deployment = 0
+            if previous is not None:
+                with self._retire_lock:
+                    self._retired.append(previous)
+                self._release_retired()
         log.info(
             "new calls now use model %s (was %s); calls in progress keep theirs",
             name, previous.model_path.name if previous else "none",
         )  # fmt: skip
         return True
+
+    @property
+    def retired_models(self) -> list[str]:
+        """Replaced models still serving calls that started on them."""
+        with self._retire_lock:
+            return [d.model_path.name.removesuffix(".tar.gz") for d in self._retired]
+
+    def _release_retired(self) -> None:
+        """Closes replaced models no call uses any more (their database and
+        Redis connections; each deploy would otherwise keep a pool open)."""
+        with self._retire_lock:
+            in_use = {id(dialogue) for dialogue in list(self._live_calls.values())}
+            done = [d for d in self._retired if id(d) not in in_use]
+            self._retired = [d for d in self._retired if id(d) in in_use]
+        for dialogue in done:
+            dialogue.close()
+            log.info("model %s released: its last call has ended", dialogue.model_path.name)
 
     async def warm_up(self) -> None:
         await self.dialogue.warm_up()
@@ -251,8 +276,9 @@ class CallEngine:
         self._stop_watching.set()
         if self._watcher is not None:
             self._watcher.join(timeout=60)
-        if self._dialogue is not None:
-            self._dialogue.close()
+        for dialogue in [self._dialogue, *self._retired]:
+            if dialogue is not None:
+                dialogue.close()
         if self._action_server is not None:
             self._action_server.stop()
         if self.store is not None:
@@ -287,6 +313,7 @@ class CallEngine:
             channel=channel,
             dialogue=self.dialogue,
         )
+        self._live_calls[call.call_id] = call.dialogue or self.dialogue
         call.emit(CallStarted(call.call_id, 0, channel))
         return call
 
@@ -433,6 +460,9 @@ class CallEngine:
         if not call.ended:
             call.ended = True
             call.emit(CallEnded(call.call_id, call.t_ms(), reason, recording_path))
+        self._live_calls.pop(call.call_id, None)
+        if self._retired:
+            self._release_retired()
 
 
 def speak_wait(seconds: float) -> str:

@@ -115,7 +115,16 @@ class Dialogue:
             processor_log.addHandler(_ActionFailureCatcher())
 
     def close(self) -> None:
-        """Nothing to release: the catcher stays for models loaded later."""
+        """Releases the tracker store's and lock store's connections (the log
+        catcher stays for models loaded later)."""
+        store = self._agent.tracker_store
+        store = getattr(store, "_tracker_store", store)  # Rasa's awaitable wrapper
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
+        redis = getattr(self._agent.lock_store, "red", None)
+        if redis is not None:
+            redis.close()
 
     def response_text(self, name: str) -> str:
         """The first text variant of a domain response."""

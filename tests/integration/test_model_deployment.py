@@ -75,6 +75,10 @@ def test_new_calls_switch_while_a_call_in_progress_keeps_its_model(
     answered = run(engine.turn(in_progress, "one two three four five"))
     assert answered.entities.get("order_id") == "12345"
     assert any("12345" in line or "shipped" in line.lower() for line in answered.bot)
+    # The old model is released (its connections closed) when its last call ends.
+    assert engine.retired_models == [shipped]
+    engine.end_call(in_progress, "caller_hang_up")
+    assert engine.retired_models == []
 
     fresh = engine.new_call()
     assert engine.dialogue_of(fresh).model_path.name == f"{TWIN}.tar.gz"
