@@ -10,10 +10,10 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from bot import __version__
-from bot.logs import setup_logging
+from bot.logs import json_stdout, setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 from bot.speech.models import DEFAULT_BASE_URL as DEFAULT_MODEL_URL
 from bot.training.cli import TrainCliError, add_train_parser, run_train_command
@@ -21,15 +21,6 @@ from bot.training.cli import TrainCliError, add_train_parser, run_train_command
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
-
-
-def _json_stdout() -> TextIO:
-    """Keeps stdout for JSON only: anything else written to fd 1 goes to stderr."""
-    sys.stdout.flush()
-    out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return out
 
 
 def _run_interruptible(work: Callable[[], Coroutine[Any, Any, None]]) -> int:
@@ -75,7 +66,7 @@ def _cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.dialogue import DialogueError
     from bot.model_store import ModelError
 
-    out = _json_stdout() if args.json else sys.stdout
+    out = json_stdout() if args.json else sys.stdout
     engine = CallEngine(_with_overrides(settings, args))
 
     async def run() -> None:
@@ -120,7 +111,7 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
     from bot.voice import SpeechStack, call_from_file, call_on_sound_card
 
     errors = _voice_errors()
-    out = _json_stdout() if getattr(args, "json", False) else None
+    out = json_stdout() if getattr(args, "json", False) else None
     listeners: list[EventListener] = []
     if out is not None:
 
@@ -310,7 +301,7 @@ def _cmd_privacy(settings: Settings, args: argparse.Namespace) -> int:
     from bot.retention import RetentionError, purge_expired
 
     days = settings.privacy.retention_days if args.days is None else args.days
-    out = _json_stdout() if args.json else sys.stdout
+    out = json_stdout() if args.json else sys.stdout
     try:
         report = purge_expired(settings.store_url, settings.recordings_dir, days)
     except RetentionError as exc:

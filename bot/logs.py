@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TextIO
 
 
 def quiet_libraries() -> None:
@@ -44,3 +45,12 @@ def setup_logging(log_file: Path | None, level: str = "INFO", verbose: bool = Fa
     logging.getLogger("bot").setLevel(logging.DEBUG if verbose else logging.INFO)
     # Rasa reports failed custom actions at ERROR on this logger; the dialogue listens.
     logging.getLogger("rasa.core.processor").setLevel(logging.ERROR)
+
+
+def json_stdout() -> TextIO:
+    """Keeps stdout for JSON only: anything else written to fd 1 goes to stderr."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out

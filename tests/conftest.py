@@ -56,12 +56,8 @@ def chat_runner(tmp_path: Path, project_dir: Path) -> ChatRunner:
         env: dict[str, str] | None = None,
         timeout: float = 600,
     ) -> ChatRun:
-        full_env = {
-            **os.environ,
-            "VOICEBOT_BACKEND_DATABASE": str(tmp_path / "backend.sqlite3"),
-            "VOICEBOT_LOGGING_FILE": str(tmp_path / "voicebot.log"),
-            **(env or {}),
-        }
+        # Calls, queue, backend and logs in the test's folder, never the project's var/.
+        full_env = {**os.environ, **isolated_env(tmp_path), **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "bot", "chat", "--json", *extra_args],
             input="".join(f"{line}\n" for line in lines),

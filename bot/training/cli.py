@@ -152,14 +152,9 @@ def run_train_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _stdout_for(args: argparse.Namespace) -> Any:
-    if not getattr(args, "json", False):
-        return sys.stdout
-    # Keeps stdout for JSON only: anything else written to fd 1 goes to stderr.
-    sys.stdout.flush()
-    out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return out
+    from bot.logs import json_stdout
+
+    return json_stdout() if getattr(args, "json", False) else sys.stdout
 
 
 def _emit(out: Any, row: dict[str, Any]) -> None:
