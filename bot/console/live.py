@@ -26,6 +26,7 @@ from bot.console.views import turn_view
 from bot.queue import QueueWatcher
 from bot.queue.schema import WRITE_OPTION
 from bot.store import turns
+from bot.training.inbox import flag_turn
 from bot.training.schema import create_training_tables, turn_flags
 
 log = logging.getLogger(__name__)
@@ -226,19 +227,8 @@ class TurnReader:
             raise
         if turn_id is None:
             return None
-        row = {
-            "turn_id": turn_id,
-            "call_id": call_id,
-            "flagged_by": flagged_by,
-            "note": self._redacted(note),
-            "created_at": datetime.now(timezone.utc),
-        }
-        try:
-            with self._engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-                conn.execute(turn_flags.insert().values(**row))
-        except sa.exc.IntegrityError:  # flagged by this person before
-            return False
-        return True
+        writes = self._engine.execution_options(**{WRITE_OPTION: True})
+        return flag_turn(writes, turn_id, call_id, flagged_by, self._redacted(note))
 
 
 async def turn_stream(

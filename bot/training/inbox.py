@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
@@ -422,8 +421,3 @@ def flag_turn(engine: Engine, turn_id: int, call_id: str, flagged_by: str, note:
     except sa.exc.IntegrityError:
         return False
     return True
-
-
-def item_summary(item: InboxItem) -> str:
-    """One line for logs and the audit trail."""
-    return json.dumps({"id": item.id, "text": item.text, "count": item.count})

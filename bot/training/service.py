@@ -483,7 +483,7 @@ class TrainingWorkflow:
             stubs = data_files.unfilled_stubs(self.project_dir)  # trained outside retrain
         if isinstance(stubs, list) and stubs:
             reasons.append("answers still to be written: " + ", ".join(map(str, stubs)))
-        if reasons and (comparison.blocked or stubs):
+        if comparison.blocked or stubs:
             if not override:
                 raise DeployError(
                     f"{candidate} cannot be deployed: " + "; ".join(reasons)
