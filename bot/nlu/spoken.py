@@ -14,7 +14,19 @@ Decisions for ambiguous speech:
   10-13 digits after a phone cue ("phone", "mobile", "my number", "call me on").
 * Order id: 5-9 digits (a leading 0 is kept), unless the nearest cue before
   the run is a phone cue or a money word ("costs", "pounds"), or a currency
-  word follows it. "order number" is an order cue, not a phone cue.
+  word follows it. "order number" is an order cue, not a phone cue. After an
+  order cue a run of 3 or more digits read out one by one is an order id,
+  whatever its length, so the dialogue can say what it heard and what it needs.
+* Number: any other run of 4 or more digits read out one by one that is not
+  money or a phone number: a reference the caller read out (an invoice, a
+  tracking number), kept so the bot can read it back rather than ignore it.
+  Composed numbers of other lengths ("nine thirty", "twenty twenty four") are
+  times and years, not references.
+* Misheard digits: inside a number run the recogniser's homophones count as
+  digits: "for"/"fore" four, "to"/"too" two, "won" one, "ate" eight ("oh" is
+  always zero). "for" and "to" count only between number words ("one two
+  three for five"), so "check one two three four five for me" keeps its
+  "for"; "won" and "ate" count at a run's edge too.
 * E-mail: "<local> at <domain>". The local part is the longest run of words
   before "at" that are not stop words ("is", "my", "email", "the", "um", ...);
   its words are joined with nothing between them unless the caller said
@@ -49,15 +61,21 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 ORDER_ID = "ORDER_ID"
 PHONE_NUMBER = "PHONE_NUMBER"
 EMAIL = "EMAIL"
+NUMBER = "NUMBER"
 ENTITY_NAMES: dict[str, str] = {
     ORDER_ID: "order_id",
     PHONE_NUMBER: "phone_number",
     EMAIL: "email",
+    NUMBER: "number",
 }
 VALUE_EXTENSION = "normalised_value"
 FACTORY_NAME = "spoken_entity_normaliser"
 
 ORDER_DIGITS = range(5, 10)
+# Shorter dictated runs are quantities or counting ("one two three"), not
+# references; after "order" three digits are already a (wrong) order number.
+MIN_REFERENCE_DIGITS = 4
+MIN_ORDER_CUED_DIGITS = 3
 PHONE_DIGITS = range(10, 14)
 # How many words before a number run may hold a cue such as "mobile".
 CONTEXT_WINDOW = 6
@@ -78,6 +96,18 @@ CURRENCY_WORDS = frozenset(
     {"pounds", "pound", "quid", "pence", "dollars", "dollar", "euros", "euro", "cents"}
 )
 PLUS_WORDS = frozenset({"plus", "+"})
+
+# What a recogniser writes for a digit it heard inside a number.
+MISHEARD_DIGITS: dict[str, str] = {
+    "for": "four",
+    "fore": "four",
+    "to": "two",
+    "too": "two",
+    "won": "one",
+    "ate": "eight",
+}
+# Rarely anything but a digit next to a number word, so they count at a run's edge too.
+MISHEARD_AT_EDGE = frozenset({"won", "ate"})
 
 DOT_WORDS: dict[str, str] = {"dot": ".", "period": ".", "point": "."}
 LOCAL_SEPARATORS: dict[str, str] = {**DOT_WORDS, "underscore": "_", "dash": "-", "hyphen": "-"}
@@ -320,11 +350,30 @@ def _classify_run(
     if len(digits) in PHONE_DIGITS and (plus or digits.startswith("0") or cue == "phone"):
         value = f"+{digits}" if plus else digits
         return WordMatch(span_start, end, PHONE_NUMBER, value)
-    if plus or len(digits) not in ORDER_DIGITS or cue in ("phone", "money"):
+    if plus or cue in ("phone", "money"):
         return None
     if _at(words, end) in CURRENCY_WORDS:  # "one two three four five pounds"
         return None
-    return WordMatch(start, end, ORDER_ID, digits)
+    if len(digits) in ORDER_DIGITS:
+        return WordMatch(start, end, ORDER_ID, digits)
+    # Other lengths only when read out digit by digit: "nine thirty" is a
+    # time and "twenty twenty four" a year, but "one one two two three three
+    # four four" is a reference.
+    if not _dictated(run):
+        return None
+    if cue == "order" and len(digits) >= MIN_ORDER_CUED_DIGITS:
+        return WordMatch(start, end, ORDER_ID, digits)
+    if len(digits) >= MIN_REFERENCE_DIGITS:
+        return WordMatch(start, end, NUMBER, digits)
+    return None
+
+
+def _dictated(run: Sequence[str]) -> bool:
+    """True when every word of a number run is one digit (or "double"/"triple")."""
+    return all(
+        is_single_digit(word) or word in REPEAT_WORDS or word in FILLER_WORDS or word.isdigit()
+        for word in run
+    )
 
 
 def _context_cue(words: Sequence[str], taken: Sequence[bool], start: int) -> str | None:
@@ -367,6 +416,7 @@ class SpokenEntityComponent:
         # Extra whitespace becomes space tokens; rules look only at words.
         tokens = [token for token in doc if not token.is_space]
         words = with_digit_aliases([token.lower_ for token in tokens], self.digit_aliases)
+        words = with_misheard_digits(words)
         spans: list[Span] = []
         for match in match_words(words):
             span = Span(doc, tokens[match.start].i, tokens[match.end - 1].i + 1, label=match.label)
@@ -395,6 +445,25 @@ def with_digit_aliases(words: list[str], aliases: Mapping[str, str]) -> list[str
             beside = (result[index - 1] if index else "", _at(result, index + 1))
             if any(_numeric(other) for other in beside):
                 result[index] = aliases[word]
+                changed = True
+    return result
+
+
+def with_misheard_digits(words: list[str]) -> list[str]:
+    """Words with each common mishearing of a digit inside a number run
+    replaced by its digit word: "one two three for five" -> "... four five"."""
+    result = list(words)
+    changed = True
+    while changed:  # "won to three": "to" counts once "won" does
+        changed = False
+        for index, word in enumerate(result):
+            digit = MISHEARD_DIGITS.get(word)
+            if digit is None:
+                continue
+            before = index > 0 and _numeric(result[index - 1])
+            after = _numeric(_at(result, index + 1))
+            if (before and after) or ((before or after) and word in MISHEARD_AT_EDGE):
+                result[index] = digit
                 changed = True
     return result
 

@@ -100,7 +100,6 @@ NEGATIVE_CASES = [
     "my phone number is one two three four five",
     "call me on one two three four five six",
     "one two three four five six seven eight nine ten eleven twelve thirteen",
-    "order one two three four five six seven eight nine zero",
     "the parcel came at nine thirty",
     "nineteen ninety nine",
     "i ordered two and then three more",
@@ -337,4 +336,59 @@ def test_a_digit_alias_counts_only_beside_number_words() -> None:
     assert normaliser.extract("i have been waiting for a reply to my email") == []
     # An alias beside another alias that is beside a number word: "won to three".
     assert [e.value for e in normaliser.extract("order won to three four five")] == ["12345"]
-    assert SpokenEntityNormaliser().extract("my order is won two three for five") == []
+    # A learnt alias that is not one of the built-in mishearings.
+    learnt = SpokenEntityNormaliser({"free": "three"})
+    assert [e.value for e in learnt.extract("order one two free four five")] == ["12345"]
+    assert SpokenEntityNormaliser().extract("order one two free four five") == []
+
+
+MISHEARD_CASES = [
+    ("my order is won two three for five", "12345"),
+    ("one two three for five", "12345"),
+    ("three to four five six", "32456"),
+    ("its four five six seven ate", "45678"),
+    ("seven ate nine oh one", "78901"),
+    ("one two three four five too", "12345"),  # "too" at the edge stays a word
+]
+
+
+@pytest.mark.parametrize(("text", "value"), MISHEARD_CASES)
+def test_common_digit_mishearings_inside_number_runs(text: str, value: str) -> None:
+    from bot.nlu.spoken import SpokenEntityNormaliser
+
+    assert [(e.entity, e.value) for e in SpokenEntityNormaliser().extract(text)] == [
+        ("order_id", value)
+    ]
+
+
+def test_mishearings_outside_number_runs_stay_words() -> None:
+    from bot.nlu.spoken import SpokenEntityNormaliser
+
+    normaliser = SpokenEntityNormaliser()
+    found = normaliser.extract("can you check one two three four five for me")
+    assert [(e.entity, e.value, e.text) for e in found] == [
+        ("order_id", "12345", "one two three four five")
+    ]
+    assert normaliser.extract("i want to talk to someone for five minutes") == []
+    assert normaliser.extract("i won two tickets") == []
+
+
+WRONG_SHAPE_CASES = [
+    # After an order cue, a dictated number of any length is the order number.
+    ("cancel my order it is one two three four five six seven eight", "order_id", "12345678"),
+    ("order one two three four five six seven eight nine zero", "order_id", "1234567890"),
+    ("my order number is one two three", "order_id", "123"),
+    # Without one, a dictated reference is kept as a number to read back.
+    ("one one two two three three four four", "order_id", "11223344"),
+    ("its one one two two three three four four five five", "number", "1122334455"),
+    ("the reference is um four four one two", "order_id", "4412"),
+    ("it says four four um one two", "number", "4412"),
+]
+
+
+@pytest.mark.parametrize(("text", "entity", "value"), WRONG_SHAPE_CASES)
+def test_numbers_of_other_shapes_are_kept(text: str, entity: str, value: str) -> None:
+    from bot.nlu.spoken import SpokenEntityNormaliser
+
+    found = SpokenEntityNormaliser().extract(text)
+    assert [(e.entity, e.value) for e in found] == [(entity, value)]
