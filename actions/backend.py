@@ -17,6 +17,7 @@ OrderStatus = Literal["processing", "shipped", "delivered", "cancelled", "return
 RefundStatus = Literal["pending", "issued"]
 
 # Company policy the demo and the actions agree on.
+ORDER_NUMBER_DIGITS = 5
 RETURN_WINDOW_DAYS = 30
 RETURN_DROP_OFF_DAYS = 14
 REFUND_WORKING_DAYS = 5
@@ -117,6 +118,14 @@ class Backend(Protocol):
 
     def find_customer_by_email(self, email: str) -> Customer | None: ...
 
+    def find_customer_by_phone(self, phone: str) -> Customer | None:
+        """The customer with this phone number, in national (07...) or +44 form."""
+        ...
+
+    def orders_of(self, customer: Customer) -> list[Order]:
+        """The customer's orders, most recently placed first."""
+        ...
+
     def send_password_reset(self, customer: Customer) -> None: ...
 
     def file_complaint(
@@ -145,6 +154,16 @@ def add_working_days(start: date, days: int) -> date:
         if current.weekday() < 5:
             days -= 1
     return current
+
+
+def national_phone(number: str) -> str:
+    """A UK number as its national digits: "+44 7700 900123" -> "07700900123"."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if number.strip().startswith("+") and digits.startswith("44"):
+        return "0" + digits[2:]
+    if digits.startswith("0044"):
+        return "0" + digits[4:]
+    return digits
 
 
 def backend_path() -> Path:

@@ -49,6 +49,14 @@ def latest_intent(tracker: Tracker) -> str | None:
     return intent.get("name")
 
 
+def latest_entity(tracker: Tracker, name: str) -> str | None:
+    """The first value of an entity in the caller's latest message."""
+    for entity in tracker.latest_message.get("entities") or []:
+        if entity.get("entity") == name and entity.get("value") is not None:
+            return str(entity["value"])
+    return None
+
+
 def escalate(dispatcher: CollectingDispatcher, reason: str) -> list[EventType]:
     """Tells the caller they're being put through and records why.
 
@@ -144,4 +152,45 @@ class ActionRepeat(Action):
             dispatcher.utter_message(text=NOTHING_SAID_YET)
         for text in texts:
             dispatcher.utter_message(text=text)
+        return []
+
+
+# Responses that end with "is there anything else I can help you with?" (or
+# "what else..."): after them a plain no means the caller is done.
+ANYTHING_ELSE_QUESTIONS = frozenset(
+    {
+        "utter_anything_else",
+        "utter_anything_at_all",
+        "utter_you_are_welcome",
+        "utter_opening_hours",
+        "utter_back_with_bot",
+    }
+)
+
+
+def last_bot_response(tracker: Tracker) -> str | None:
+    """The domain response the bot said last, if its last words were one."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "bot":
+            return (event.get("metadata") or {}).get("utter_action")
+    return None
+
+
+class ActionCallerDeclined(Action):
+    """A plain "no" with no yes-or-no question pending.
+
+    Only after "anything else?" does it mean the caller is done; anywhere else
+    the bot asks once more what they need rather than hanging up on them.
+    """
+
+    def name(self) -> str:
+        return "action_caller_declined"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if last_bot_response(tracker) in ANYTHING_ELSE_QUESTIONS:
+            dispatcher.utter_message(response="utter_goodbye")
+        else:
+            dispatcher.utter_message(response="utter_anything_at_all")
         return []

@@ -27,6 +27,7 @@ from actions.backend import (
     ReturnInfo,
     Ticket,
     add_working_days,
+    national_phone,
     return_deadline,
 )
 
@@ -103,9 +104,11 @@ def _seed_rows(today: date) -> dict[str, list[tuple[Any, ...]]]:
     def day(offset: int) -> str:
         return (today + timedelta(days=offset)).isoformat()
 
-    jane, john = 1, 2
+    jane, john, priya, tom = 1, 2, 3, 4
     jane_home = "12 High Street, Manchester, M1 1AA"
     john_home = "45 Station Road, Leeds, LS1 4DY"
+    priya_home = "8 Mill Lane, Bristol, BS1 5AB"
+    tom_home = "3 Park Road, Cardiff, CF10 1AA"
     # order_id, customer, status, items, total, placed, carrier, expected,
     # delivered, address, card, charged
     orders = [
@@ -130,11 +133,23 @@ def _seed_rows(today: date) -> dict[str, list[tuple[Any, ...]]]:
         # Cancelled by the customer, refund issued.
         ("78901", jane, "cancelled", "a phone case", 1299, day(-5), None,
          None, None, jane_home, "4242", day(-5)),
+        # Priya has several orders and rarely keeps the numbers.
+        ("81234", priya, "shipped", "a kettle", 3999, day(-2), "DPD",
+         day(1), None, priya_home, "5555", day(-2)),
+        ("82345", priya, "delivered", "a pair of headphones", 7999, day(-9), "Royal Mail",
+         day(-6), day(-6), priya_home, "5555", day(-9)),
+        ("83456", priya, "processing", "a blender", 5499, day(0), None,
+         day(5), None, priya_home, "5555", day(0)),
+        # Tom has just one order.
+        ("91234", tom, "shipped", "a garden hose", 2499, day(-4), "Evri",
+         day(1), None, tom_home, "7777", day(-4)),
     ]  # fmt: skip
     return {
         "customers": [
             (jane, "Jane Doe", "jane.doe@example.com", "07700900123"),
             (john, "John Smith", "john.smith@example.com", "07700900456"),
+            (priya, "Priya Shah", "priya.shah@example.com", "07700900789"),
+            (tom, "Tom Evans", "tom.evans@example.com", "07700900321"),
         ],
         "orders": orders,
         "refunds": [
@@ -322,6 +337,26 @@ class DemoBackend:
         if row is None:
             return None
         return Customer(row["customer_id"], row["name"], row["email"], row["phone"])
+
+    def find_customer_by_phone(self, phone: str) -> Customer | None:
+        wanted = national_phone(phone)
+        if not wanted:
+            return None
+        with self._transaction() as db:
+            # The demo keeps phone numbers as national digits.
+            row = db.execute("SELECT * FROM customers WHERE phone = ?", (wanted,)).fetchone()
+        if row is None:
+            return None
+        return Customer(row["customer_id"], row["name"], row["email"], row["phone"])
+
+    def orders_of(self, customer: Customer) -> list[Order]:
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders o JOIN customers c USING (customer_id) "
+                "WHERE o.customer_id = ? ORDER BY o.placed_on DESC, o.order_id DESC",
+                (customer.customer_id,),
+            ).fetchall()
+        return [_order_from_row(row) for row in rows]
 
     def send_password_reset(self, customer: Customer) -> None:
         # The demo only records the request; a real system would send the email.

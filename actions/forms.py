@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
+from datetime import date
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -23,22 +24,30 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction
 from rasa_sdk.types import DomainDict
 
-from actions.backend import BackendError, open_backend
+from actions.backend import ORDER_NUMBER_DIGITS, BackendError, Order, open_backend
 from actions.conversation import (
     ESCALATION_REASON,
     FAILED_ATTEMPTS,
     INTERRUPTION_INTENTS,
     MAX_FAILED_ATTEMPTS,
     failed_attempts,
+    latest_entity,
     latest_intent,
     out_of_attempts,
 )
-from actions.speech import digits_from_speech, email_from_speech, speak_digits, speak_email
+from actions.lookup import describe_orders, heard_wrong_shape, item_name, pick_orders
+from actions.speech import (
+    digits_from_speech,
+    email_from_speech,
+    speak_digits,
+    speak_email,
+    speak_phone,
+)
 
 logger = logging.getLogger(__name__)
 
 # Extraction results the SDK would drop (they are not form slots) but we need.
-_BOOKKEEPING_SLOTS = frozenset({FAILED_ATTEMPTS, ESCALATION_REASON})
+_BOOKKEEPING_SLOTS = frozenset({FAILED_ATTEMPTS, ESCALATION_REASON, "order_lookup"})
 # Actions that may sit between the caller's message and a fresh validation.
 _TURN_PLUMBING = frozenset({"action_listen", "action_extract_slots"})
 
@@ -196,7 +205,19 @@ class HotlineFormValidation(FormValidationAction, ABC):
             or answered_this_turn(slot, tracker, domain)
         ):
             return {}
+        if latest_intent(tracker) == "dont_know":
+            return self.hand_over(dispatcher)
         return self._count_failure(dispatcher, tracker, reason, None)
+
+    def hand_over(self, dispatcher: CollectingDispatcher) -> Slots:
+        """The caller can't give what the form needs: a person takes over
+        (the form's completion action says so and escalates)."""
+        dispatcher.utter_message(text="No problem.")
+        return {
+            FAILED_ATTEMPTS: float(MAX_FAILED_ATTEMPTS),
+            ESCALATION_REASON: "no_progress",
+            REQUESTED_SLOT: None,
+        }
 
     def invalid(
         self,
@@ -229,7 +250,14 @@ _NUMBER_WORDS = frozenset(
 )
 # Extra questions the order form asks for some tasks, if the order is still processing.
 _TASK_SLOTS = {"cancel_order": "confirm_cancel", "change_address": "new_address"}
+# Questions asked only to find an order without its number.
+_LOOKUP_SLOTS = ("account_contact", "order_choice")
+_LOOKUP_STATE = ("order_lookup", "order_candidates", "order_list")
+# Answers to "what's your order number?" that mean "I haven't got it".
+_NO_NUMBER_INTENTS = frozenset({"dont_know", "deny"})
 NO_ORDER_NUMBER = "Sorry, I didn't catch an order number."
+NO_CONTACT = "Sorry, I didn't catch an email address or a phone number."
+NO_NUMBER_OFFER = "If you don't have it, I can find your order with your email or phone number."
 NEED_FULL_ADDRESS = "Sorry, I need the full address, with the house number and postcode."
 
 
@@ -244,13 +272,21 @@ class ValidateOrderForm(HotlineFormValidation):
         return "validate_order_form"
 
     def fresh_start_slots(self) -> Slots:
-        # A confirmation or address left from an interrupted form must be asked again.
-        return {**super().fresh_start_slots(), "confirm_cancel": None, "new_address": None}
+        # A confirmation or address left from an interrupted form must be
+        # asked again; so must a search for an order by account.
+        fresh: Slots = {"confirm_cancel": None, "new_address": None}
+        fresh.update({slot: None for slot in (*_LOOKUP_SLOTS, *_LOOKUP_STATE)})
+        return {**super().fresh_start_slots(), **fresh}
 
     async def form_slots(self, domain_slots: list[str], tracker: Tracker) -> list[str]:
         # The domain lists every slot the order form may ask for; the task and
-        # the order's state decide which of the task-specific ones it asks.
-        base = [slot for slot in domain_slots if slot not in _TASK_SLOTS.values()]
+        # the order's state decide which of the task-specific ones it asks,
+        # and a caller without the order number is asked for their account
+        # instead.
+        skipped = {*_TASK_SLOTS.values(), *_LOOKUP_SLOTS}
+        base = [slot for slot in domain_slots if slot not in skipped]
+        if tracker.get_slot("order_lookup"):
+            base = [*_LOOKUP_SLOTS, *base]
         extra = _TASK_SLOTS.get(str(tracker.get_slot("task")))
         order_id = tracker.get_slot("order_id")
         if extra and order_id:
@@ -262,7 +298,120 @@ class ValidateOrderForm(HotlineFormValidation):
     def extract_order_id(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Slots:
+        if tracker.get_slot(REQUESTED_SLOT) == "order_id" and self._fresh_answer(tracker):
+            # A reference of another shape answers the question too: it is
+            # read back with what the bot needs.
+            number = latest_entity(tracker, "number")
+            if number and not latest_entity(tracker, "order_id"):
+                return {"order_id": number}
+            if latest_intent(tracker) in _NO_NUMBER_INTENTS and not answered_this_turn(
+                "order_id", tracker, domain
+            ):
+                return {"order_lookup": True}
         return self.no_answer("order_id", NO_ORDER_NUMBER, dispatcher, tracker, domain)
+
+    # -- finding the order by the caller's account --------------------------
+
+    def extract_account_contact(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Slots:
+        if tracker.get_slot(REQUESTED_SLOT) != "account_contact" or not self._fresh_answer(tracker):
+            return {}
+        contact = latest_entity(tracker, "email") or latest_entity(tracker, "phone_number")
+        if contact:
+            return {"account_contact": contact}
+        if latest_intent(tracker) in _NO_NUMBER_INTENTS:
+            return self.hand_over(dispatcher)
+        return self.no_answer("account_contact", NO_CONTACT, dispatcher, tracker, domain)
+
+    def validate_account_contact(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Slots:
+        contact = str(value or "")
+        backend = open_backend()
+        if "@" in contact:
+            customer, spoken = backend.find_customer_by_email(contact), speak_email(contact)
+        else:
+            customer, spoken = backend.find_customer_by_phone(contact), speak_phone(contact)
+        if customer is None:
+            return self.invalid(
+                "account_contact",
+                dispatcher,
+                tracker,
+                f"I can't find an account with {spoken}.",
+                "Please check it and say it again, or ask for a colleague.",
+            )
+        orders = backend.orders_of(customer)
+        if not orders:
+            return self.invalid(
+                "account_contact",
+                dispatcher,
+                tracker,
+                f"I found your account, but there are no orders on {spoken}.",
+                "If you ordered with another email address or phone number, please tell me that.",
+            )
+        ids = [order.order_id for order in orders]
+        if len(orders) == 1:
+            only = orders[0]
+            dispatcher.utter_message(
+                text=f"I found one order on your account: {item_name(only)}, "
+                f"order {speak_digits(only.order_id)}."
+            )
+            return self.accept(
+                tracker,
+                account_contact=contact,
+                order_candidates=ids,
+                order_choice=only.order_id,
+                order_id=only.order_id,
+                order_spoken=speak_digits(only.order_id),
+            )
+        return self.accept(
+            tracker,
+            account_contact=contact,
+            order_candidates=ids,
+            order_list=describe_orders(orders, date.today()),
+        )
+
+    def extract_order_choice(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Slots:
+        if tracker.get_slot(REQUESTED_SLOT) != "order_choice" or not self._fresh_answer(tracker):
+            return {}
+        if latest_intent(tracker) in INTERRUPTION_INTENTS:
+            return {}
+        if latest_intent(tracker) in _NO_NUMBER_INTENTS:
+            # None of those: a colleague can look further.
+            return self.hand_over(dispatcher)
+        said = latest_entity(tracker, "order_id") or tracker.latest_message.get("text") or ""
+        return {"order_choice": said}
+
+    def validate_order_choice(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Slots:
+        backend = open_backend()
+        ids = [str(i) for i in tracker.get_slot("order_candidates") or []]
+        orders = [o for o in (backend.find_order(i) for i in ids) if o is not None]
+        said = str(value or "")
+        chosen: list[Order]
+        if said.isdigit():
+            chosen = [o for o in orders if o.order_id == said]
+        else:
+            chosen = pick_orders(said, orders, date.today())
+        if len(chosen) != 1:
+            reason = (
+                "Sorry, more than one order matches that."
+                if chosen
+                else "Sorry, I didn't catch which order you mean."
+            )
+            hint = "You can say the item, or first, second or third."
+            return self.invalid("order_choice", dispatcher, tracker, reason, hint)
+        order_id = chosen[0].order_id
+        return self.accept(
+            tracker,
+            order_choice=order_id,
+            order_id=order_id,
+            order_spoken=speak_digits(order_id),
+        )
 
     def extract_confirm_cancel(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -282,6 +431,10 @@ class ValidateOrderForm(HotlineFormValidation):
         if not digits:
             return self.invalid("order_id", dispatcher, tracker, NO_ORDER_NUMBER)
         spoken = speak_digits(digits)
+        if len(digits) != ORDER_NUMBER_DIGITS:
+            return self.invalid(
+                "order_id", dispatcher, tracker, heard_wrong_shape(digits), NO_NUMBER_OFFER
+            )
         if open_backend().find_order(digits) is None:
             return self.invalid(
                 "order_id",

@@ -17,6 +17,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.backend import (
+    ORDER_NUMBER_DIGITS,
     Backend,
     BackendError,
     Order,
@@ -29,8 +30,10 @@ from actions.conversation import (
     ESCALATION_REASON,
     FAILED_ATTEMPTS,
     escalate,
+    latest_entity,
     out_of_attempts,
 )
+from actions.lookup import heard_wrong_shape
 from actions.speech import speak_date, speak_digits, speak_email, speak_money, speak_phone
 
 logger = logging.getLogger(__name__)
@@ -379,3 +382,43 @@ def callback_reason(tracker: Tracker) -> str:
     if tracker.get_slot("order_id"):
         parts.append(f"order {tracker.get_slot('order_id')}")
     return "; ".join(parts)
+
+
+class ActionNotedDetails(Action):
+    """Details given when the bot asked for none: a bare order number.
+
+    A known order is kept for the task the caller names next ("I have order
+    three four five six seven. What would you like to do with it?"); a number
+    of another shape, or one not found, is read back with what the bot needs.
+    """
+
+    def name(self) -> str:
+        return "action_noted_details"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        digits = latest_entity(tracker, "order_id") or latest_entity(tracker, "number")
+        if not digits:
+            dispatcher.utter_message(response="utter_inform_ack")
+            return []
+        forget = [SlotSet("order_id", None), SlotSet("order_spoken", None)]
+        if len(digits) != ORDER_NUMBER_DIGITS:
+            dispatcher.utter_message(text=heard_wrong_shape(digits))
+            dispatcher.utter_message(response="utter_what_can_i_help_with")
+            return forget
+        try:
+            order = open_backend().find_order(digits)
+        except BackendError:
+            logger.exception("%s: the backend failed", self.name())
+            return escalate(dispatcher, "action_failure")
+        if order is None:
+            dispatcher.utter_message(
+                text=f"I can't find order {speak_digits(digits)}. "
+                "Please check the number in your confirmation email."
+            )
+            dispatcher.utter_message(response="utter_what_can_i_help_with")
+            return forget
+        spoken = speak_digits(digits)
+        dispatcher.utter_message(response="utter_what_to_do_with_order", order_spoken=spoken)
+        return [SlotSet("order_id", digits), SlotSet("order_spoken", spoken)]

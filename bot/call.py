@@ -42,6 +42,8 @@ from bot.store import CallStore
 log = logging.getLogger(__name__)
 
 _SPACES = re.compile(r"\s+")
+# Stored for an unclear turn the NLU could not parse at all.
+UNCLEAR_INTENT = "unclear_speech"
 # Terminal escape sequences (colours, cursor moves) pasted into a text call.
 _ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -76,6 +78,8 @@ class TurnResult:
     # What the bot now waits for: a form's slot, and the responses it gave.
     requested_slot: str | None = None
     responses: tuple[str, ...] = ()
+    # Why the call ends after this turn, when it does and not by the bot's goodbye.
+    end_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -292,6 +296,17 @@ class CallEngine:
             raise RuntimeError("CallEngine.start() has not run")
         return self._dialogue
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def awaits_agent(self, call: Call) -> bool:
+        """Whether the call is queued as a live call that waits for a person
+        (not a call-back task, and not a call the queue could not take)."""
+        if call.queue_item_id is None or call.escalation_reason is None or self._rules is None:
+            return False
+        return self._rules.rule(call.escalation_reason).kind == "call"
+
     def dialogue_of(self, call: Call) -> Dialogue:
         """The model a call started with."""
         return call.dialogue or self.dialogue
@@ -445,6 +460,33 @@ class CallEngine:
             hang_up=reply.hang_up,
             requested_slot=reply.requested_slot,
             responses=reply.responses,
+        )
+
+    async def record_unclear_turn(
+        self, call: Call, text: str, asr_confidence: float, said: str
+    ) -> None:
+        """A turn the recogniser was unsure of: the bot asked again instead of
+        acting on it, but the words are kept (with what the NLU would have made
+        of them) for the agent's handoff and the trainers' inbox."""
+        utterance = clean_utterance(text, self._settings.dialogue.max_utterance_chars)
+        call.emit(TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence))
+        try:
+            intent, confidence = await self.dialogue_of(call).parse(utterance)
+        except Exception as exc:  # the turn is still kept, just without a guess
+            log.warning("call %s: parsing an unclear turn failed: %s", call.call_id, exc)
+            intent, confidence = "", 0.0
+        call.intents.append({"intent": intent, "confidence": confidence})
+        call.transcript.append(TranscriptLine(call.t_ms(), "caller", utterance))
+        call.transcript.append(TranscriptLine(call.t_ms(), "bot", said))
+        call.emit(
+            BotTurn(
+                call.call_id,
+                call.t_ms(),
+                user=utterance,
+                intent=intent or UNCLEAR_INTENT,
+                confidence=confidence,
+                bot=(said,),
+            )
         )
 
     def record_caller_speech(self, call: Call, text: str, confidence: float) -> None:

@@ -12,7 +12,77 @@ import json
 import sys
 from typing import TextIO
 
-from bot.call import Call, CallEngine
+from bot.call import Call, CallEngine, TurnResult, clean_utterance
+from bot.hold import HoldLine
+
+# Hold steps taken at most per caller line (agent messages, then a status change).
+_MAX_HOLD_STEPS = 8
+# How often a waiting terminal caller's screen is brought up to date.
+_HOLD_POLL_SECONDS = 1.0
+
+
+class TextCall:
+    """One text caller. Their lines go to the dialogue until the call is handed
+    to a person; then, like a voice caller on hold, their words go to the
+    agent's live transcript, the bot stays quiet, and what the agent types or
+    does (joins, sends the call back, resolves it) reaches them."""
+
+    def __init__(self, engine: CallEngine) -> None:
+        self.engine = engine
+        self.call: Call = engine.new_call()
+        self._hold: HoldLine | None = None
+
+    @property
+    def on_hold(self) -> bool:
+        return self._hold is not None
+
+    async def say(self, line: str) -> TurnResult:
+        if self._hold is None:
+            result = await self.engine.turn(self.call, line)
+            if self.engine.awaits_agent(self.call) and not result.hang_up:
+                voice = self.engine.settings.voice
+                # No call-back offer: a text caller gave no number to call.
+                self._hold = HoldLine(
+                    self.engine, self.call, voice.hold_announce_seconds, float("inf"), None
+                )
+            return result
+        text = clean_utterance(line, self.engine.settings.dialogue.max_utterance_chars)
+        if text:
+            self.engine.record_caller_speech(self.call, text, 1.0)
+        return await self._hold_turn(text)
+
+    async def poll(self) -> TurnResult | None:
+        """What the agent said or did since the caller's last line, if anything."""
+        if self._hold is None:
+            return None
+        result = await self._hold_turn("")
+        return result if result.bot or result.hang_up or self._hold is None else None
+
+    async def _hold_turn(self, text: str) -> TurnResult:
+        assert self._hold is not None
+        said: list[str] = []
+        end_reason = None
+        for _ in range(_MAX_HOLD_STEPS):
+            step = await self._hold.next_step(self.call.t_ms())
+            said.extend(step.say)
+            if step.end_reason or step.back_to_bot:
+                end_reason = step.end_reason
+                self._hold = None
+                break
+            if not step.say:
+                break
+        return TurnResult(
+            call_id=self.call.call_id,
+            user=text,
+            intent="on_hold",
+            confidence=1.0,
+            entities={},
+            bot=tuple(said),
+            escalated=True,
+            escalation_reason=self.call.escalation_reason,
+            hang_up=end_reason is not None,
+            end_reason=end_reason,
+        )
 
 
 async def _read_line(stream: TextIO) -> str | None:
@@ -23,46 +93,66 @@ async def _read_line(stream: TextIO) -> str | None:
 async def chat_json(engine: CallEngine, stdin: TextIO, stdout: TextIO) -> int:
     """Caller lines in, one JSON turn per line out; returns the number of turns."""
     turns = 0
-    call: Call | None = None
+    text_call: TextCall | None = None
     while (line := await _read_line(stdin)) is not None:
-        if call is None:
-            call = engine.new_call()
-        result = await engine.turn(call, line.rstrip("\r\n"))
+        if text_call is None:
+            text_call = TextCall(engine)
+        result = await text_call.say(line.rstrip("\r\n"))
         stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         stdout.flush()
         turns += 1
         if result.hang_up:
-            engine.end_call(call, "bot_hang_up")
-            call = None
-    if call is not None:
-        engine.end_call(call, "caller_hang_up")
+            engine.end_call(text_call.call, result.end_reason or "bot_hang_up")
+            text_call = None
+    if text_call is not None:
+        engine.end_call(text_call.call, "caller_hang_up")
     return turns
 
 
 async def chat_terminal(engine: CallEngine, stdin: TextIO = sys.stdin) -> None:
     """An interactive text call; Ctrl-D or Ctrl-C hangs up."""
     out = sys.stdout
-    call = engine.new_call()
+    text_call = TextCall(engine)
+    call = text_call.call
     out.write(f"Call {call.call_id}. Type what the caller says; Ctrl-D hangs up.\n")
     out.write(f"Bot: {engine.greeting()}\n")
+
+    def show(result: TurnResult) -> bool:
+        for text in result.bot:
+            out.write(f"Bot: {text}\n")
+        if result.hang_up:
+            engine.end_call(call, result.end_reason or "bot_hang_up")
+            out.write("[the call has ended]\n")
+        return result.hang_up
+
     try:
         while True:
-            out.write("You: ")
+            was_on_hold = text_call.on_hold
+            out.write("You (on hold): " if was_on_hold else "You: ")
             out.flush()
-            line = await _read_line(stdin)
+            reading = asyncio.ensure_future(_read_line(stdin))
+            # On hold, what the agent types or does is shown while the caller waits.
+            while text_call.on_hold and not reading.done():
+                await asyncio.wait({reading}, timeout=_HOLD_POLL_SECONDS)
+                update = None if reading.done() else await text_call.poll()
+                if update is not None:
+                    out.write("\n")
+                    if show(update):
+                        # The line being read can't be taken back from its thread.
+                        out.write("[press Enter to close]\n")
+                        await reading
+                        return
+            line = await reading
             if line is None:
                 out.write("\n")
                 engine.end_call(call, "caller_hang_up")
                 break
-            result = await engine.turn(call, line.rstrip("\r\n"))
-            for text in result.bot:
-                out.write(f"Bot: {text}\n")
-            if result.escalated and result.escalation_reason:
-                out.write(f"[escalated to a person: {result.escalation_reason}]\n")
-            if result.hang_up:
-                engine.end_call(call, "bot_hang_up")
-                out.write("[the bot hung up]\n")
+            result = await text_call.say(line.rstrip("\r\n"))
+            if show(result):
                 break
+            if text_call.on_hold and not was_on_hold:
+                reason = result.escalation_reason
+                out.write(f"[waiting for a person ({reason}); the bot stays quiet]\n")
     except (KeyboardInterrupt, asyncio.CancelledError):
         engine.end_call(call, "interrupted")
         out.write("\n[call ended]\n")

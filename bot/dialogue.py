@@ -178,6 +178,13 @@ class Dialogue:
             await self._mark_escalated(tracker, new_reason)
             log.error("call %s: custom action(s) failed: %s", call_id, ", ".join(failures))
 
+        hang_up = bool(responses) and responses[-1] in HANG_UP_RESPONSES
+        if not hang_up and HANG_UP_RESPONSES.intersection(responses):
+            # A goodbye followed by more (a question asked again) would say two
+            # contradictory things: the call goes on, so the goodbye goes.
+            log.warning("call %s: goodbye before more words dropped: %s", call_id, responses)
+            farewells = {self.response_text(name) for name in HANG_UP_RESPONSES}
+            bot = [text for text in bot if text not in farewells]
         return DialogueReply(
             intent=str(intent.get("name") or ""),
             confidence=float(intent.get("confidence") or 0.0),
@@ -185,11 +192,18 @@ class Dialogue:
             bot=tuple(bot),
             responses=responses,
             escalation_reason=new_reason,
-            hang_up=bool(HANG_UP_RESPONSES.intersection(responses)),
+            hang_up=hang_up,
             failed_actions=tuple(failures),
             requested_slot=tracker.get_slot("requested_slot") if tracker.active_loop_name else None,
             ticket_filed=tracker.get_slot("ticket_id") != before.get_slot("ticket_id"),
         )
+
+    async def parse(self, text: str) -> tuple[str, float]:
+        """What the NLU makes of a text (intent, confidence), without touching
+        any call's dialogue state."""
+        parsed = await self._agent.parse_message(text)
+        intent = parsed.get("intent") or {}
+        return str(intent.get("name") or ""), float(intent.get("confidence") or 0.0)
 
     async def warm_up(self) -> None:
         """Runs the models once, so the first caller does not wait for

@@ -31,7 +31,6 @@ from bot.events import (
     EventListener,
     SpeechEnded,
     SpeechStarted,
-    TranscriptFinal,
     TranscriptPartial,
 )
 from bot.expectations import Expectation, expectation_for, is_yes
@@ -371,16 +370,24 @@ class CallSession:
 
     async def _low_confidence(self, text: str, confidence: float) -> None:
         assert self.call is not None
-        self.call.emit(TranscriptFinal(self.call.call_id, self.channel.now_ms(), text, confidence))
         self._low_confidence_streak += 1
         # Back to free speech: a closed grammar may be what failed.
         self._set_expectation(Expectation.FREE)
         await self._apply_grammar()
-        if self._low_confidence_streak >= 2:
-            said = await self.engine.escalate(self.call, "repeated_fallback")
-            self._start_speaking(said, None, then_end="transferred")
+        escalating = self._low_confidence_streak >= 2
+        reply = "utter_escalate_repeated_fallback" if escalating else "utter_ask_again"
+        # Kept with its confidence (before any handoff is built): exactly the
+        # words the agent and the trainers need to see.
+        said = self._dialogue().response_text(reply)
+        await self.engine.record_unclear_turn(self.call, text, confidence, said)
+        if escalating:
+            self._start_speaking(
+                await self.engine.escalate(self.call, "repeated_fallback"),
+                None,
+                then_end="transferred",
+            )
         else:
-            self._start_speaking([self._dialogue().response_text("utter_ask_again")], None)
+            self._start_speaking([said], None)
 
     # -- replies ---------------------------------------------------------------
 

@@ -125,7 +125,9 @@ def _intents(raw: Any) -> list[tuple[str, str]]:
     elif isinstance(raw, Sequence) and not isinstance(raw, str):
         for entry in raw:
             if isinstance(entry, Mapping):
-                pairs.append((str(entry.get("name", "?")), entry.get("confidence")))
+                # The handoff package writes "intent"; "name" is Rasa's own key.
+                name = entry.get("intent") or entry.get("name") or "?"
+                pairs.append((str(name), entry.get("confidence")))
             else:
                 pairs.append((str(entry), None))
     shown = []

@@ -7,7 +7,8 @@ annotated example such as ``[won two three for five]{"entity": "order_id",
 "value": "12345"}``, the misheard words become aliases of their digits
 ("won" is one, "for" is four) wherever they stand beside other number words.
 
-It also stands each found entity's words in the token list by one placeholder
+It also drops hesitations ("um", "erm") from the token list, and stands each
+found entity's words in the token list by one placeholder
 token (``__order_id__``...), for training data and live messages alike, so
 the featurizers after it see "where is my order __order_id__" rather than five
 number words: the digits a caller reads out say nothing about what they want,
@@ -38,6 +39,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.number_words import FILLER_WORDS
 from bot.nlu.spoken import SpokenEntity, SpokenEntityNormaliser, learn_digit_aliases
 
 log = logging.getLogger(__name__)
@@ -167,15 +169,19 @@ class SpokenEntityExtractor(GraphComponent, EntityExtractorMixin):
 
 
 def _mask_tokens(message: Message, found: list[SpokenEntity]) -> None:
-    """Replaces the tokens inside each entity span by one placeholder token."""
+    """Replaces the tokens inside each entity span by one placeholder token,
+    and drops hesitations ("um", "erm"): they say nothing about what a caller
+    wants, and callers with any request hesitate."""
     tokens: list[Token] | None = message.get(TOKENS_NAMES[TEXT])
-    if not tokens or not found:
+    if not tokens:
         return
     masked: list[Token] = []
     for token in tokens:
         span = next((e for e in found if e.start <= token.start and token.end <= e.end), None)
         if span is None:
-            masked.append(token)
+            if token.text.lower() not in FILLER_WORDS:
+                masked.append(token)
         elif not masked or masked[-1].start != span.start:
             masked.append(Token(f"__{span.entity}__", span.start, span.end))
-    message.set(TOKENS_NAMES[TEXT], masked)
+    # A turn of nothing but hesitation keeps its words.
+    message.set(TOKENS_NAMES[TEXT], masked or tokens)

@@ -45,7 +45,7 @@ def test_seeding_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "demo.sqlite3"
     first = DemoBackend(path)
     counts = {t: first.count_rows(t) for t in ("customers", "orders", "refunds")}
-    assert counts == {"customers": 2, "orders": 7, "refunds": 2}
+    assert counts == {"customers": 4, "orders": 11, "refunds": 2}
     second = DemoBackend(path)  # a second process, say
     assert {t: second.count_rows(t) for t in counts} == counts
 
@@ -66,7 +66,7 @@ def test_seeding_from_two_starts_at_once(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert DemoBackend(path).count_rows("orders") == 7
+    assert DemoBackend(path).count_rows("orders") == 11
 
 
 def test_seed_customers(backend: DemoBackend) -> None:
