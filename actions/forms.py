@@ -35,7 +35,13 @@ from actions.conversation import (
     latest_intent,
     out_of_attempts,
 )
-from actions.lookup import describe_orders, heard_wrong_shape, item_name, pick_orders
+from actions.lookup import (
+    describe_orders,
+    heard_wrong_shape,
+    item_name,
+    names_none,
+    pick_orders,
+)
 from actions.speech import (
     digits_from_speech,
     email_from_speech,
@@ -205,9 +211,20 @@ class HotlineFormValidation(FormValidationAction, ABC):
             or answered_this_turn(slot, tracker, domain)
         ):
             return {}
-        if latest_intent(tracker) == "dont_know":
+        intent = latest_intent(tracker)
+        if intent == "dont_know":
             return self.hand_over(dispatcher)
+        if intent in self.changes_of_task():
+            # Another task for the same question (the task slot follows the
+            # intent): asked again, not counted, no "didn't catch that".
+            return {FAILED_ATTEMPTS: float(failed_attempts(tracker))}
+        if intent == "out_of_scope":
+            reason = OUT_OF_SCOPE
         return self._count_failure(dispatcher, tracker, reason, None)
+
+    def changes_of_task(self) -> frozenset[str]:
+        """Intents that change what the form is for rather than fail to answer it."""
+        return frozenset()
 
     def hand_over(self, dispatcher: CollectingDispatcher) -> Slots:
         """The caller can't give what the form needs: a person takes over
@@ -256,6 +273,19 @@ _LOOKUP_STATE = ("order_lookup", "order_candidates", "order_list")
 # Answers to "what's your order number?" that mean "I haven't got it".
 _NO_NUMBER_INTENTS = frozenset({"dont_know", "deny"})
 NO_ORDER_NUMBER = "Sorry, I didn't catch an order number."
+OUT_OF_SCOPE = "Sorry, I can't help with that on this line."
+# The tasks the order form serves (the domain's task slot values).
+ORDER_TASKS = frozenset(
+    {
+        "order_status",
+        "delivery_problem",
+        "change_address",
+        "cancel_order",
+        "return_item",
+        "refund_status",
+        "billing_question",
+    }
+)
 NO_CONTACT = "Sorry, I didn't catch an email address or a phone number."
 NO_NUMBER_OFFER = "If you don't have it, I can find your order with your email or phone number."
 NEED_FULL_ADDRESS = "Sorry, I need the full address, with the house number and postcode."
@@ -270,6 +300,9 @@ def looks_like_address(text: str) -> bool:
 class ValidateOrderForm(HotlineFormValidation):
     def name(self) -> str:
         return "validate_order_form"
+
+    def changes_of_task(self) -> frozenset[str]:
+        return ORDER_TASKS
 
     def fresh_start_slots(self) -> Slots:
         # A confirmation or address left from an interrupted form must be
@@ -317,6 +350,9 @@ class ValidateOrderForm(HotlineFormValidation):
     ) -> Slots:
         if tracker.get_slot(REQUESTED_SLOT) != "account_contact" or not self._fresh_answer(tracker):
             return {}
+        if latest_entity(tracker, "order_id"):
+            # The caller found the number after all: no search needed.
+            return {"order_lookup": None}
         contact = latest_entity(tracker, "email") or latest_entity(tracker, "phone_number")
         if contact:
             return {"account_contact": contact}
@@ -379,11 +415,11 @@ class ValidateOrderForm(HotlineFormValidation):
             return {}
         if latest_intent(tracker) in INTERRUPTION_INTENTS:
             return {}
-        if latest_intent(tracker) in _NO_NUMBER_INTENTS:
+        text = tracker.latest_message.get("text") or ""
+        if names_none(text):
             # None of those: a colleague can look further.
             return self.hand_over(dispatcher)
-        said = latest_entity(tracker, "order_id") or tracker.latest_message.get("text") or ""
-        return {"order_choice": said}
+        return {"order_choice": latest_entity(tracker, "order_id") or text}
 
     def validate_order_choice(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -394,9 +430,14 @@ class ValidateOrderForm(HotlineFormValidation):
         said = str(value or "")
         chosen: list[Order]
         if said.isdigit():
-            chosen = [o for o in orders if o.order_id == said]
+            # An order number said outright, listed or not.
+            found = backend.find_order(said)
+            chosen = [found] if found is not None else []
         else:
             chosen = pick_orders(said, orders, date.today())
+        if not chosen and latest_intent(tracker) in _NO_NUMBER_INTENTS:
+            # "No", "I don't know": it isn't one of those.
+            return {"order_choice": None, **self.hand_over(dispatcher)}
         if len(chosen) != 1:
             reason = (
                 "Sorry, more than one order matches that."
@@ -432,9 +473,9 @@ class ValidateOrderForm(HotlineFormValidation):
             return self.invalid("order_id", dispatcher, tracker, NO_ORDER_NUMBER)
         spoken = speak_digits(digits)
         if len(digits) != ORDER_NUMBER_DIGITS:
-            return self.invalid(
-                "order_id", dispatcher, tracker, heard_wrong_shape(digits), NO_NUMBER_OFFER
-            )
+            # The question asked again says where to find the number.
+            heard = heard_wrong_shape(digits, say_where=False)
+            return self.invalid("order_id", dispatcher, tracker, heard, NO_NUMBER_OFFER)
         if open_backend().find_order(digits) is None:
             return self.invalid(
                 "order_id",

@@ -41,12 +41,19 @@ _ITEM_STOP_WORDS = frozenset({"a", "an", "the", "of", "pair", "set", "some", "on
 _WORD = re.compile(r"[a-z0-9']+")
 
 
-def heard_wrong_shape(digits: str) -> str:
-    """What the bot heard, and what an order number looks like."""
-    return (
-        f"I heard {speak_digits(digits)}; our order numbers have "
-        f"{number_to_words(ORDER_NUMBER_DIGITS)} digits, and they're in your confirmation email."
-    )
+def heard_wrong_shape(digits: str, say_where: bool = True) -> str:
+    """What the bot heard, what an order number looks like, and where it is."""
+    shape = f"our order numbers have {number_to_words(ORDER_NUMBER_DIGITS)} digits"
+    where = ", and they're in your confirmation email" if say_where else ""
+    return f"I heard {speak_digits(digits)}; {shape}{where}."
+
+
+_NONE_OF_THEM = re.compile(r"\b(none of|neither|not any of|not one of)\b")
+
+
+def names_none(text: str) -> bool:
+    """ "none of those", "it's neither": the caller's order isn't in the list."""
+    return _NONE_OF_THEM.search(text.lower()) is not None
 
 
 def item_name(order: Order) -> str:

@@ -187,6 +187,27 @@ def test_the_picked_order_becomes_the_calls_order() -> None:
     assert said == []
 
 
+@pytest.mark.parametrize(
+    ("text", "intent"), [("none of those", "nlu_fallback"), ("no i dont know", "dont_know")]
+)
+def test_an_order_not_in_the_list_goes_to_a_person(text: str, intent: str) -> None:
+    events = form_turn("order_form", choosing(), user(text, intent), requested="order_choice")
+    result, said = run(ValidateOrderForm(), events)
+    assert said == ["No problem."]
+    assert SlotSet("escalation_reason", "no_progress") in result
+
+
+def test_an_order_number_remembered_during_the_search_ends_it() -> None:
+    answer = user("oh wait its two three four five six", "inform", order_id="23456")
+    events = form_turn(
+        "order_form", lookup_started(), answer, {"order_id": "23456"}, "account_contact"
+    )
+    result, said = run(ValidateOrderForm(), events)
+    assert SlotSet("order_id", "23456") in result
+    assert SlotSet("requested_slot", None) in result
+    assert said == []
+
+
 def test_a_pick_that_names_no_order_is_asked_again() -> None:
     events = form_turn(
         "order_form", choosing(), user("the toaster", "inform"), requested="order_choice"
@@ -210,8 +231,7 @@ def test_an_order_number_of_the_wrong_shape_is_read_back() -> None:
     assert SlotSet("order_id", None) in result
     assert said == [
         "I heard one one two two three three four four; our order numbers have five "
-        "digits, and they're in your confirmation email. If you don't have it, I can "
-        "find your order with your email or phone number."
+        "digits. If you don't have it, I can find your order with your email or phone number."
     ]
 
 
