@@ -486,6 +486,7 @@ class CallEngine:
                 intent=intent or UNCLEAR_INTENT,
                 confidence=confidence,
                 bot=(said,),
+                unclear=True,
             )
         )
 

@@ -69,6 +69,9 @@ class BotTurn(CallEvent):
     dialogue_ms: float = 0.0
     # Stage timings of the turn in ms (voice calls: endpoint, asr, dialogue, tts).
     timings: dict[str, float] = field(default_factory=dict)
+    # The recogniser was unsure of the words: the dialogue did not act on them,
+    # the bot asked again, and the intent is only what the NLU made of them.
+    unclear: bool = False
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,25 @@ def test_two_unclear_answers_in_a_row_escalate(
     assert "colleague" in said[2]
     assert [e.to_dict()["reason"] for e in named(events, "escalated")] == ["repeated_fallback"]
     assert "in the queue" in said[2]
-    assert not named(events, "bot_turn")  # nothing unclear went to the dialogue
+    # Nothing unclear went to the dialogue, but both turns are kept, with
+    # their confidence, for the agent and the trainers.
+    unclear = [e.to_dict() for e in named(events, "bot_turn")]
+    assert [(t["user"], t["unclear"]) for t in unclear] == [
+        ("where is it", True),
+        ("the thing", True),
+    ]
+    assert call_engine.store is not None
+    stored = call_engine.store.turns(events[0].call_id)
+    assert [(t["transcript"], t["asr_confidence"]) for t in stored] == [
+        ("where is it", 0.3),
+        ("the thing", 0.3),
+    ]
+    from bot.privacy import Redactor
+    from bot.training.inbox import InboxFilter, ReviewInbox
+
+    inbox = ReviewInbox(call_engine.store.engine, Redactor())
+    shown = {i.text for i in inbox.items(InboxFilter(reason="low_asr_confidence"))}
+    assert {"where is it", "the thing"} <= shown
     # The caller waited on hold and hung up (the file ended): an abandoned call.
     assert events[-1].to_dict()["reason"] == "caller_hang_up"
     assert call_engine.queue is not None
@@ -193,6 +211,11 @@ def test_two_unclear_answers_in_a_row_escalate(
     change = next(c for c in reversed(call_engine.queue.changes_since(0)) if c.kind == "abandoned")
     abandoned = call_engine.queue.item(change.item_id or 0)
     assert abandoned is not None and abandoned.call_id == events[0].call_id
+    # The agent's handoff holds the words that went wrong.
+    caller_lines = [
+        line["text"] for line in abandoned.handoff["transcript"] if line["speaker"] == "caller"
+    ]
+    assert caller_lines == ["where is it", "the thing"]
     assert abandoned.abandoned_wait_seconds is not None and abandoned.abandoned_wait_seconds >= 0
 
 
