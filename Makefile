@@ -46,6 +46,7 @@ unit: install
 
 bench: model
 	$(BIN)/python benchmarks/dialogue_bench.py
+	$(BIN)/python benchmarks/conversation_bench.py
 	$(BIN)/python benchmarks/voice_bench.py
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/training_bench.py

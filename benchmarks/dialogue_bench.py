@@ -1,7 +1,9 @@
 """Dialogue benchmark: NLU quality on the held-out set and turn latency.
 
 Writes benchmarks/results/dialogue.json with
-- nlu: intent accuracy and macro-F1 on tests/nlu/holdout.yml (never trained on);
+- nlu: intent accuracy and macro-F1 on tests/nlu/holdout.yml (never trained on),
+  and per section: the main set, paraphrases (wordings never trained on) and
+  off-topic requests (handled: out_of_scope or not understood);
 - turn_latency_ms: p50/p95/max of caller text in -> bot text out, in-process
   through the call engine (Rasa NLU, policies, and custom actions over HTTP to
   the local action server with the demo backend), over at least 200 turns.
@@ -42,15 +44,38 @@ CALLS = [
 ]
 
 
-def holdout_examples() -> list[tuple[str, str]]:
+# An off-topic request is handled when the bot says what the line can do
+# (out_of_scope) or that it did not understand (nlu_fallback).
+OFF_TOPIC_HANDLED = frozenset({"out_of_scope", "nlu_fallback"})
+
+
+def holdout_examples() -> list[tuple[str, str, str]]:
+    """(text, intent, section): sections "main", "paraphrase" and "off_topic"."""
     data = yaml.safe_load((PROJECT_DIR / "tests" / "nlu" / "holdout.yml").read_text())
-    pairs = []
+    examples = []
     for block in data["nlu"]:
+        section = (block.get("metadata") or {}).get("section", "main")
         for line in str(block["examples"]).splitlines():
             text = line.strip().removeprefix("- ").strip()
             if text:
-                pairs.append((text, block["intent"]))
-    return pairs
+                examples.append((text, block["intent"], section))
+    return examples
+
+
+def section_scores(examples: list[tuple[str, str, str]], predicted: list[str]) -> dict:
+    """Accuracy of each held-out section; off-topic counts as handled when not
+    forced into a real intent."""
+    scores: dict[str, dict] = {}
+    for (_, gold, section), guess in zip(examples, predicted, strict=True):
+        ok = guess in OFF_TOPIC_HANDLED if section == "off_topic" else guess == gold
+        entry = scores.setdefault(section, {"examples": 0, "correct": 0})
+        entry["examples"] += 1
+        entry["correct"] += ok
+    for entry in scores.values():
+        entry["accuracy"] = round(entry["correct"] / entry["examples"], 4)
+    if "off_topic" in scores:
+        scores["off_topic"]["handled_rate"] = scores["off_topic"].pop("accuracy")
+    return scores
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -59,7 +84,7 @@ def percentile(values: list[float], q: float) -> float:
     return round(ordered[index], 1)
 
 
-async def measure(engine, examples: list[tuple[str, str]]) -> dict:  # type: ignore[no-untyped-def]
+async def measure(engine, examples: list[tuple[str, str, str]]) -> dict:  # type: ignore[no-untyped-def]
     from sklearn.metrics import accuracy_score, f1_score
 
     engine.start()
@@ -67,10 +92,10 @@ async def measure(engine, examples: list[tuple[str, str]]) -> dict:  # type: ign
 
     agent = engine.dialogue._agent  # parse only: no dialogue state touched
     predicted = []
-    for text, _ in examples:
+    for text, _, _ in examples:
         parsed = await agent.parse_message(text)
         predicted.append(parsed["intent"]["name"])
-    gold = [intent for _, intent in examples]
+    gold = [intent for _, intent, _ in examples]
     labels = sorted(set(gold))
 
     latencies: list[float] = []
@@ -91,6 +116,7 @@ async def measure(engine, examples: list[tuple[str, str]]) -> dict:  # type: ign
             "intent_macro_f1": round(
                 f1_score(gold, predicted, labels=labels, average="macro", zero_division=0), 4
             ),
+            "sections": section_scores(examples, predicted),
         },
         "turn_latency_ms": {
             "turns": len(latencies),
