@@ -25,6 +25,17 @@ _WAY_OUT = [
     "goodbye",
     "[unk]",
 ]
+# "I haven't got it": the order form then finds the order by the account.
+_NO_NUMBER = [
+    "no",
+    "i don't have it",
+    "i don't have the number",
+    "i haven't got it",
+    "i don't remember",
+    "i can't find it",
+    "no idea",
+    "not sure",
+]
 _DIGIT_WORDS = [
     "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
     "double", "triple", "plus",
@@ -45,7 +56,9 @@ class Expectation(enum.Enum):
 
     def grammar(self) -> list[str] | None:
         """Phrases for a Vosk grammar, or None for free speech."""
-        if self is Expectation.ORDER_ID or self is Expectation.PHONE_NUMBER:
+        if self is Expectation.ORDER_ID:
+            return [*_DIGIT_WORDS, *_NO_NUMBER, *_WAY_OUT]
+        if self is Expectation.PHONE_NUMBER:
             return [*_DIGIT_WORDS, *_WAY_OUT]
         if self is Expectation.YES_NO:
             return [*_YES, *_NO, *_WAY_OUT]

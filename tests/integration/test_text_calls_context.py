@@ -193,3 +193,28 @@ def test_a_waiting_text_caller_hears_the_agent_and_is_let_go(call_engine) -> Non
     assert any("picked up your call" in text for text in answered.bot)
     assert done.hang_up and done.end_reason == "resolved"
     assert any("has finished with your call" in text for text in done.bot)
+
+
+def test_every_no_number_phrase_of_the_voice_grammar_offers_the_account_search(
+    tmp_path: Path, project_dir: Path, dialogue_model: Path
+) -> None:
+    """A voice caller at the order question speaks inside a small grammar: each
+    of its "I haven't got it" phrases must lead to the search by account."""
+    from bot.expectations import Expectation
+
+    phrases = [
+        phrase
+        for phrase in Expectation.ORDER_ID.grammar() or []
+        if " " in phrase or phrase == "no"
+        if phrase not in {"speak to a person", "repeat that", "say that again", "goodbye"}
+    ]
+    assert "i don't have it" in phrases and "no idea" in phrases
+    lines: list[str] = []
+    for phrase in phrases:
+        lines += ["where is my order", phrase, "goodbye"]
+    run = chat_runner(tmp_path, project_dir)(lines)
+    assert run.returncode == 0, run.stderr[-3000:]
+    calls = run.calls()
+    assert len(calls) == len(phrases)
+    for phrase, call in zip(phrases, calls, strict=True):
+        assert "email address or phone number" in " ".join(call[1]["bot"]).lower(), (phrase, call)
