@@ -51,10 +51,8 @@ def latest_intent(tracker: Tracker) -> str | None:
 
 def latest_entity(tracker: Tracker, name: str) -> str | None:
     """The first value of an entity in the caller's latest message."""
-    for entity in tracker.latest_message.get("entities") or []:
-        if entity.get("entity") == name and entity.get("value") is not None:
-            return str(entity["value"])
-    return None
+    value = next(tracker.get_latest_entity_values(name), None)
+    return None if value is None else str(value)
 
 
 def escalate(dispatcher: CollectingDispatcher, reason: str) -> list[EventType]:
@@ -155,15 +153,14 @@ class ActionRepeat(Action):
         return []
 
 
-# Responses that end with "is there anything else I can help you with?" (or
-# "what else..."): after them a plain no means the caller is done.
+# Responses that end with "is there anything else I can help you with?":
+# after them a plain no means the caller is done.
 ANYTHING_ELSE_QUESTIONS = frozenset(
     {
         "utter_anything_else",
         "utter_anything_at_all",
         "utter_you_are_welcome",
         "utter_opening_hours",
-        "utter_back_with_bot",
     }
 )
 

@@ -45,6 +45,7 @@ from actions.lookup import (
 from actions.speech import (
     digits_from_speech,
     email_from_speech,
+    postcode_from_speech,
     speak_digits,
     speak_email,
     speak_phone,
@@ -214,7 +215,9 @@ class HotlineFormValidation(FormValidationAction, ABC):
         intent = latest_intent(tracker)
         if intent == "dont_know":
             return self.hand_over(dispatcher)
-        if intent in self.changes_of_task():
+        if intent in self.changes_of_task(domain) and intent != slot_before_message(
+            tracker, "task"
+        ):
             # Another task for the same question (the task slot follows the
             # intent): asked again, not counted, no "didn't catch that".
             return {FAILED_ATTEMPTS: float(failed_attempts(tracker))}
@@ -222,7 +225,7 @@ class HotlineFormValidation(FormValidationAction, ABC):
             reason = OUT_OF_SCOPE
         return self._count_failure(dispatcher, tracker, reason, None)
 
-    def changes_of_task(self) -> frozenset[str]:
+    def changes_of_task(self, domain: DomainDict) -> frozenset[str]:
         """Intents that change what the form is for rather than fail to answer it."""
         return frozenset()
 
@@ -274,18 +277,23 @@ _LOOKUP_STATE = ("order_lookup", "order_candidates", "order_list")
 _NO_NUMBER_INTENTS = frozenset({"dont_know", "deny"})
 NO_ORDER_NUMBER = "Sorry, I didn't catch an order number."
 OUT_OF_SCOPE = "Sorry, I can't help with that on this line."
-# The tasks the order form serves (the domain's task slot values).
-ORDER_TASKS = frozenset(
-    {
-        "order_status",
-        "delivery_problem",
-        "change_address",
-        "cancel_order",
-        "return_item",
-        "refund_status",
-        "billing_question",
-    }
-)
+# Changes to an order found by the account, not by its number, need one more check.
+_CHECKED_TASKS = frozenset({"cancel_order", "change_address"})
+NO_POSTCODE_MATCH = "Sorry, that postcode doesn't match the order's delivery address."
+MIN_POSTCODE_CHARS = 5  # the shortest UK postcode, "M1 1AA"
+
+
+def slot_before_message(tracker: Tracker, name: str) -> Any:
+    """A slot's value before the caller's latest message was taken in."""
+    events = list(tracker.events)
+    last_user = max((i for i, e in enumerate(events) if e.get("event") == "user"), default=0)
+    value = None
+    for event in events[:last_user]:
+        if event.get("event") == "slot" and event.get("name") == name:
+            value = event.get("value")
+    return value
+
+
 NO_CONTACT = "Sorry, I didn't catch an email address or a phone number."
 NO_NUMBER_OFFER = "If you don't have it, I can find your order with your email or phone number."
 NEED_FULL_ADDRESS = "Sorry, I need the full address, with the house number and postcode."
@@ -301,13 +309,14 @@ class ValidateOrderForm(HotlineFormValidation):
     def name(self) -> str:
         return "validate_order_form"
 
-    def changes_of_task(self) -> frozenset[str]:
-        return ORDER_TASKS
+    def changes_of_task(self, domain: DomainDict) -> frozenset[str]:
+        # The tasks the order form serves: the values of the task slot.
+        return frozenset((domain.get("slots", {}).get("task") or {}).get("values") or [])
 
     def fresh_start_slots(self) -> Slots:
         # A confirmation or address left from an interrupted form must be
         # asked again; so must a search for an order by account.
-        fresh: Slots = {"confirm_cancel": None, "new_address": None}
+        fresh: Slots = {"confirm_cancel": None, "new_address": None, "security_postcode": None}
         fresh.update({slot: None for slot in (*_LOOKUP_SLOTS, *_LOOKUP_STATE)})
         return {**super().fresh_start_slots(), **fresh}
 
@@ -316,11 +325,15 @@ class ValidateOrderForm(HotlineFormValidation):
         # the order's state decide which of the task-specific ones it asks,
         # and a caller without the order number is asked for their account
         # instead.
-        skipped = {*_TASK_SLOTS.values(), *_LOOKUP_SLOTS}
+        skipped = {*_TASK_SLOTS.values(), *_LOOKUP_SLOTS, "security_postcode"}
         base = [slot for slot in domain_slots if slot not in skipped]
+        task = str(tracker.get_slot("task"))
         if tracker.get_slot("order_lookup"):
             base = [*_LOOKUP_SLOTS, *base]
-        extra = _TASK_SLOTS.get(str(tracker.get_slot("task")))
+            if task in _CHECKED_TASKS:
+                # Knowing an e-mail address is not enough to change an order.
+                base.append("security_postcode")
+        extra = _TASK_SLOTS.get(task)
         order_id = tracker.get_slot("order_id")
         if extra and order_id:
             order = open_backend().find_order(str(order_id))
@@ -331,7 +344,11 @@ class ValidateOrderForm(HotlineFormValidation):
     def extract_order_id(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Slots:
-        if tracker.get_slot(REQUESTED_SLOT) == "order_id" and self._fresh_answer(tracker):
+        if (
+            tracker.get_slot(REQUESTED_SLOT) == "order_id"
+            and self._fresh_answer(tracker)
+            and latest_intent(tracker) not in INTERRUPTION_INTENTS
+        ):
             # A reference of another shape answers the question too: it is
             # read back with what the bot needs.
             number = latest_entity(tracker, "number")
@@ -340,6 +357,9 @@ class ValidateOrderForm(HotlineFormValidation):
             if latest_intent(tracker) in _NO_NUMBER_INTENTS and not answered_this_turn(
                 "order_id", tracker, domain
             ):
+                if tracker.get_slot("order_lookup") is False:
+                    # A search by account was tried and left already.
+                    return self.hand_over(dispatcher)
                 return {"order_lookup": True}
         return self.no_answer("order_id", NO_ORDER_NUMBER, dispatcher, tracker, domain)
 
@@ -352,7 +372,7 @@ class ValidateOrderForm(HotlineFormValidation):
             return {}
         if latest_entity(tracker, "order_id"):
             # The caller found the number after all: no search needed.
-            return {"order_lookup": None}
+            return {"order_lookup": False}
         contact = latest_entity(tracker, "email") or latest_entity(tracker, "phone_number")
         if contact:
             return {"account_contact": contact}
@@ -429,7 +449,11 @@ class ValidateOrderForm(HotlineFormValidation):
         orders = [o for o in (backend.find_order(i) for i in ids) if o is not None]
         said = str(value or "")
         chosen: list[Order]
-        if said.isdigit():
+        if said.isdigit() and len(said) < ORDER_NUMBER_DIGITS:
+            # "2": a place in the list read out.
+            position = int(said) - 1
+            chosen = [orders[position]] if 0 <= position < len(orders) else []
+        elif said.isdigit():
             # An order number said outright, listed or not.
             found = backend.find_order(said)
             chosen = [found] if found is not None else []
@@ -502,6 +526,31 @@ class ValidateOrderForm(HotlineFormValidation):
         if not isinstance(value, str) or not looks_like_address(value):
             return self.invalid("new_address", dispatcher, tracker, NEED_FULL_ADDRESS)
         return self.accept(tracker, new_address=" ".join(value.split()))
+
+    def extract_security_postcode(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Slots:
+        if (
+            tracker.get_slot(REQUESTED_SLOT) != "security_postcode"
+            or not self._fresh_answer(tracker)
+            or latest_intent(tracker) in INTERRUPTION_INTENTS
+        ):
+            return {}
+        if latest_intent(tracker) in _NO_NUMBER_INTENTS:
+            return self.hand_over(dispatcher)
+        return {"security_postcode": tracker.latest_message.get("text") or ""}
+
+    def validate_security_postcode(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Slots:
+        order = open_backend().find_order(str(tracker.get_slot("order_id") or ""))
+        said = postcode_from_speech(str(value or ""))
+        # Addresses end with their postcode, typed ("M1 1AA") or as said
+        # when a caller changed it ("... m one one a a").
+        address = postcode_from_speech(order.delivery_address) if order else ""
+        if len(said) < MIN_POSTCODE_CHARS or not address.endswith(said):
+            return self.invalid("security_postcode", dispatcher, tracker, NO_POSTCODE_MATCH)
+        return self.accept(tracker, security_postcode=said)
 
 
 # -- complaint form ----------------------------------------------------------

@@ -103,6 +103,11 @@ def _by_position(words: list[str], text: str, orders: Sequence[Order]) -> list[O
             position = _POSITION_WORDS.get(word)
         if position is not None:
             return [shown[position]] if position < len(shown) else []
+    spoken = [word for word in words if word not in {"the", "um", "er", "erm", "please"}]
+    if len(spoken) == 1 and spoken[0] in _POSITION_WORDS:
+        # "two", "the one": a place in the list said on its own.
+        position = _POSITION_WORDS[spoken[0]]
+        return [shown[position]] if position < len(shown) else []
     if _LAST_LISTED.search(text):
         return shown[-1:]
     if _NEWEST.search(text):

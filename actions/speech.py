@@ -263,3 +263,16 @@ def email_from_speech(text: str) -> str:
         digit = str(_DIGITS.index(token)) if token in _DIGITS else token
         parts.append(_SPOKEN_EMAIL_WORDS.get(token, digit))
     return "".join(parts)
+
+
+def postcode_from_speech(text: str) -> str:
+    """A postcode as said or typed, uppercase without spaces: "b s one five a b"
+    and "BS1 5AB" -> "BS15AB". Words that are neither single letters, digit
+    words nor letter-and-digit groups ("its", "postcode") are skipped."""
+    parts = []
+    for word in text.lower().split():
+        if word in _DIGIT_WORDS:
+            parts.append(_DIGIT_WORDS[word])
+        elif word.isalnum() and (len(word) == 1 or any(ch.isdigit() for ch in word)):
+            parts.append(word)
+    return "".join(parts).upper()

@@ -88,10 +88,10 @@ async def run_call(engine: Any, script: Script) -> CallRecord:
         turns.append(result.to_dict())
         if result.hang_up:
             hung_up_early = index < len(script.lines) - 1
-            engine.end_call(text_call.call, result.end_reason or "bot_hang_up")
+            await text_call.hang_up(result.end_reason or "bot_hang_up")
             break
     else:
-        engine.end_call(text_call.call, "caller_hang_up")
+        await text_call.hang_up("caller_hang_up")
     return CallRecord(script, turns, hung_up_early)
 
 

@@ -475,7 +475,7 @@ class CallEngine:
         except Exception as exc:  # the turn is still kept, just without a guess
             log.warning("call %s: parsing an unclear turn failed: %s", call.call_id, exc)
             intent, confidence = "", 0.0
-        call.intents.append({"intent": intent, "confidence": confidence})
+        # Not in call.intents: a guess at unclear words must not route the call.
         call.transcript.append(TranscriptLine(call.t_ms(), "caller", utterance))
         call.transcript.append(TranscriptLine(call.t_ms(), "bot", said))
         call.emit(

@@ -13,7 +13,7 @@ import sys
 from typing import TextIO
 
 from bot.call import Call, CallEngine, TurnResult, clean_utterance
-from bot.hold import HoldLine
+from bot.hold import HoldLine, abandon_quietly
 
 # Hold steps taken at most per caller line (agent messages, then a status change).
 _MAX_HOLD_STEPS = 8
@@ -38,8 +38,12 @@ class TextCall:
 
     async def say(self, line: str) -> TurnResult:
         if self._hold is None:
+            queued_before = self.call.queue_item_id
             result = await self.engine.turn(self.call, line)
-            if self.engine.awaits_agent(self.call) and not result.hang_up:
+            # Only a call queued by this turn waits: one the agent sent back
+            # stays with the bot.
+            queued_now = self.call.queue_item_id != queued_before
+            if queued_now and self.engine.awaits_agent(self.call) and not result.hang_up:
                 voice = self.engine.settings.voice
                 # No call-back offer: a text caller gave no number to call.
                 self._hold = HoldLine(
@@ -50,6 +54,13 @@ class TextCall:
         if text:
             self.engine.record_caller_speech(self.call, text, 1.0)
         return await self._hold_turn(text)
+
+    async def hang_up(self, reason: str) -> None:
+        """Ends the call; a caller who leaves while waiting is an abandoned call."""
+        if self._hold is not None:
+            self._hold = None
+            await abandon_quietly(self.engine, self.call)
+        self.engine.end_call(self.call, reason)
 
     async def poll(self) -> TurnResult | None:
         """What the agent said or did since the caller's last line, if anything."""
@@ -102,10 +113,10 @@ async def chat_json(engine: CallEngine, stdin: TextIO, stdout: TextIO) -> int:
         stdout.flush()
         turns += 1
         if result.hang_up:
-            engine.end_call(text_call.call, result.end_reason or "bot_hang_up")
+            await text_call.hang_up(result.end_reason or "bot_hang_up")
             text_call = None
     if text_call is not None:
-        engine.end_call(text_call.call, "caller_hang_up")
+        await text_call.hang_up("caller_hang_up")
     return turns
 
 
@@ -117,11 +128,11 @@ async def chat_terminal(engine: CallEngine, stdin: TextIO = sys.stdin) -> None:
     out.write(f"Call {call.call_id}. Type what the caller says; Ctrl-D hangs up.\n")
     out.write(f"Bot: {engine.greeting()}\n")
 
-    def show(result: TurnResult) -> bool:
+    async def show(result: TurnResult) -> bool:
         for text in result.bot:
             out.write(f"Bot: {text}\n")
         if result.hang_up:
-            engine.end_call(call, result.end_reason or "bot_hang_up")
+            await text_call.hang_up(result.end_reason or "bot_hang_up")
             out.write("[the call has ended]\n")
         return result.hang_up
 
@@ -137,7 +148,7 @@ async def chat_terminal(engine: CallEngine, stdin: TextIO = sys.stdin) -> None:
                 update = None if reading.done() else await text_call.poll()
                 if update is not None:
                     out.write("\n")
-                    if show(update):
+                    if await show(update):
                         # The line being read can't be taken back from its thread.
                         out.write("[press Enter to close]\n")
                         await reading
@@ -145,14 +156,14 @@ async def chat_terminal(engine: CallEngine, stdin: TextIO = sys.stdin) -> None:
             line = await reading
             if line is None:
                 out.write("\n")
-                engine.end_call(call, "caller_hang_up")
+                await text_call.hang_up("caller_hang_up")
                 break
             result = await text_call.say(line.rstrip("\r\n"))
-            if show(result):
+            if await show(result):
                 break
             if text_call.on_hold and not was_on_hold:
                 reason = result.escalation_reason
                 out.write(f"[waiting for a person ({reason}); the bot stays quiet]\n")
     except (KeyboardInterrupt, asyncio.CancelledError):
-        engine.end_call(call, "interrupted")
+        engine.end_call(call, "interrupted")  # no awaiting once cancelled
         out.write("\n[call ended]\n")

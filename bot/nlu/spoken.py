@@ -24,9 +24,10 @@ Decisions for ambiguous speech:
   times and years, not references.
 * Misheard digits: inside a number run the recogniser's homophones count as
   digits: "for"/"fore" four, "to"/"too" two, "won" one, "ate" eight ("oh" is
-  always zero). "for" and "to" count only between number words ("one two
-  three for five"), so "check one two three four five for me" keeps its
-  "for"; "won" and "ate" count at a run's edge too.
+  always zero), in runs of single digits that make five or more with it.
+  "for" and "to" count only between digits ("one two three for five"), so
+  "check one two three four five for me" and "two to three days" keep their
+  words; "won" and "ate" count at a run's edge too.
 * E-mail: "<local> at <domain>". The local part is the longest run of words
   before "at" that are not stop words ("is", "my", "email", "the", "um", ...);
   its words are joined with nothing between them unless the caller said
@@ -108,6 +109,9 @@ MISHEARD_DIGITS: dict[str, str] = {
 }
 # Rarely anything but a digit next to a number word, so they count at a run's edge too.
 MISHEARD_AT_EDGE = frozenset({"won", "ate"})
+# A mishearing counts only inside a run of at least this many digits, itself
+# included: dictated references, not "two to three days".
+MIN_MISHEARD_RUN = 5
 
 DOT_WORDS: dict[str, str] = {"dot": ".", "period": ".", "point": "."}
 LOCAL_SEPARATORS: dict[str, str] = {**DOT_WORDS, "underscore": "_", "dash": "-", "hyphen": "-"}
@@ -460,12 +464,27 @@ def with_misheard_digits(words: list[str]) -> list[str]:
             digit = MISHEARD_DIGITS.get(word)
             if digit is None:
                 continue
-            before = index > 0 and _numeric(result[index - 1])
-            after = _numeric(_at(result, index + 1))
-            if (before and after) or ((before or after) and word in MISHEARD_AT_EDGE):
+            before = _digits_run(result, index, -1)
+            after = _digits_run(result, index, 1)
+            beside = (before and after) or ((before or after) and word in MISHEARD_AT_EDGE)
+            # Only inside a number as long as a reference: "two to three days" stays.
+            if beside and before + after + 1 >= MIN_MISHEARD_RUN:
                 result[index] = digit
                 changed = True
     return result
+
+
+def _digits_run(words: Sequence[str], index: int, step: int) -> int:
+    """How many single digits (or mishearings of one) stand in a row from
+    ``index`` in direction ``step``."""
+    count = 0
+    index += step
+    while 0 <= index < len(words) and (
+        is_single_digit(words[index]) or words[index] in MISHEARD_DIGITS
+    ):
+        count += 1
+        index += step
+    return count
 
 
 def learn_digit_aliases(corrections: Sequence[tuple[str, str]]) -> dict[str, str]:

@@ -218,3 +218,44 @@ def test_every_no_number_phrase_of_the_voice_grammar_offers_the_account_search(
     assert len(calls) == len(phrases)
     for phrase, call in zip(phrases, calls, strict=True):
         assert "email address or phone number" in " ".join(call[1]["bot"]).lower(), (phrase, call)
+
+
+def test_a_text_caller_sent_back_to_the_bot_stays_with_it(call_engine) -> None:  # type: ignore[no-untyped-def]
+    from bot.chat import TextCall
+
+    queue = call_engine.queue
+    agent = queue.add_agent(f"alex{time.monotonic_ns()}", "pw", skills=["general", "orders"])
+
+    async def call() -> list:
+        text_call = TextCall(call_engine)
+        await text_call.say("put me through to a person please")
+        item_id = text_call.call.queue_item_id
+        assert queue.claim(item_id, agent.id) is not None
+        queue.return_to_bot(item_id, agent.id)
+        results = [await text_call.say("hello")]
+        results.append(await text_call.say("where is order one two three four five"))
+        results.append(await text_call.say("and order six seven eight nine oh"))
+        assert not text_call.on_hold
+        await text_call.hang_up("caller_hang_up")
+        return results
+
+    back, first, second = asyncio.run(call())
+    assert any("back with you" in text for text in back.bot)
+    assert first.intent == "order_status" and "shipped" in " ".join(first.bot)
+    assert second.intent != "on_hold" and "running late" in " ".join(second.bot)
+
+
+def test_a_text_caller_who_leaves_the_queue_is_an_abandoned_call(call_engine) -> None:  # type: ignore[no-untyped-def]
+    from bot.chat import TextCall
+
+    queue = call_engine.queue
+
+    async def call() -> int:
+        text_call = TextCall(call_engine)
+        await text_call.say("i want to talk to a human")
+        assert text_call.on_hold
+        await text_call.hang_up("caller_hang_up")
+        return text_call.call.queue_item_id
+
+    item = queue.item(asyncio.run(call()))
+    assert item is not None and item.status == "abandoned"

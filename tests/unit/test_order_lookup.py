@@ -164,8 +164,8 @@ def test_no_account_details_either_goes_to_a_person() -> None:
     assert SlotSet("requested_slot", None) in result
 
 
-def choosing(*said_before: dict) -> Events:
-    return asked("order_form", "order_choice", slot("task", "order_status")) + [
+def choosing(*said_before: dict, task: str = "order_status") -> Events:
+    return asked("order_form", "order_choice", slot("task", task)) + [
         slot("order_lookup", True),
         slot("account_contact", "priya.shah@example.com"),
         slot("order_candidates", ["83456", "81234", "82345"]),
@@ -286,3 +286,87 @@ def test_no_after_anything_else_ends_the_call() -> None:
 def test_no_anywhere_else_asks_what_the_caller_needs() -> None:
     events = [bot_said("utter_greet"), user("i really dont remember it", "deny")]
     assert run(ActionCallerDeclined(), events)[1] == ["utter_anything_at_all"]
+
+
+# -- review of edge cases ---------------------------------------------------------
+
+
+def test_a_second_search_after_leaving_one_goes_to_a_person() -> None:
+    history = asked("order_form", "order_id", slot("task", "order_status"))
+    history.append(slot("order_lookup", False))
+    events = form_turn("order_form", history, user("no", "deny"), requested="order_id")
+    result, said = run(ValidateOrderForm(), events)
+    assert said == ["No problem."]
+    assert SlotSet("escalation_reason", "no_progress") in result
+
+
+def test_asking_for_a_person_with_a_number_in_it_is_not_an_answer() -> None:
+    history = asked("order_form", "order_id", slot("task", "order_status"))
+    answer = user("get me a person my reference is one two three four", "request_human",
+                  number="1234")  # fmt: skip
+    events = form_turn("order_form", history, answer, requested="order_id")
+    result, said = run(ValidateOrderForm(), events)
+    assert said == [] and not [e for e in result if e["name"] == "order_id"]
+
+
+def test_the_same_task_asked_again_counts_as_no_answer() -> None:
+    history = asked("order_form", "order_id", slot("task", "order_status"))
+    answer = user("i just want to know where my order is", "order_status")
+    events = form_turn("order_form", history, answer, {"task": "order_status"}, "order_id")
+    _, said = run(ValidateOrderForm(), events)
+    assert said == ["Sorry, I didn't catch an order number."]
+
+
+def test_another_task_at_the_order_question_changes_the_task_quietly() -> None:
+    history = asked("order_form", "order_id", slot("task", "order_status"))
+    answer = user("i need a copy of my invoice", "billing_question")
+    events = form_turn("order_form", history, answer, {"task": "billing_question"}, "order_id")
+    result, said = run(ValidateOrderForm(), events)
+    assert said == [] and SlotSet("failed_attempts", 0.0) in result
+
+
+@pytest.mark.parametrize("said", ["2", "two", "the two"])
+def test_a_place_in_the_list_said_as_a_number(said: str) -> None:
+    events = form_turn("order_form", choosing(), user(said, "inform"), requested="order_choice")
+    result, _ = run(ValidateOrderForm(), events)
+    assert SlotSet("order_id", "81234") in result
+
+
+def found_by_account(task: str) -> Events:
+    return asked("order_form", "security_postcode", slot("task", task)) + [
+        slot("order_lookup", True),
+        slot("account_contact", "priya.shah@example.com"),
+        slot("order_choice", "83456"),
+        slot("order_id", "83456"),
+    ]
+
+
+def test_cancelling_an_order_found_by_account_asks_its_postcode() -> None:
+    history = choosing(task="cancel_order")
+    events = form_turn(
+        "order_form", history, user("the blender", "inform"), requested="order_choice"
+    )
+    result, _ = run(ValidateOrderForm(), events)
+    assert SlotSet("requested_slot", "security_postcode") in result
+
+
+def test_the_right_postcode_lets_the_change_go_on() -> None:
+    events = form_turn(
+        "order_form", found_by_account("cancel_order"), user("its b s one five a b", "inform"),
+        requested="security_postcode",
+    )  # fmt: skip
+    result, said = run(ValidateOrderForm(), events)
+    assert SlotSet("security_postcode", "BS15AB") in result
+    assert SlotSet("requested_slot", "confirm_cancel") in result
+    assert said == []
+
+
+def test_a_wrong_postcode_is_refused_and_counted() -> None:
+    events = form_turn(
+        "order_form", found_by_account("change_address"), user("m one one a a", "inform"),
+        requested="security_postcode",
+    )  # fmt: skip
+    result, said = run(ValidateOrderForm(), events)
+    assert said == ["Sorry, that postcode doesn't match the order's delivery address."]
+    assert SlotSet("failed_attempts", 1.0) in result
+    assert SlotSet("security_postcode", None) in result

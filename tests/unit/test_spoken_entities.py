@@ -371,6 +371,8 @@ def test_mishearings_outside_number_runs_stay_words() -> None:
     ]
     assert normaliser.extract("i want to talk to someone for five minutes") == []
     assert normaliser.extract("i won two tickets") == []
+    assert normaliser.extract("the order came two to three days late") == []
+    assert normaliser.extract("split into two for three deliveries") == []
 
 
 WRONG_SHAPE_CASES = [
