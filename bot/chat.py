@@ -19,6 +19,8 @@ from bot.hold import HoldLine, abandon_quietly
 _MAX_HOLD_STEPS = 8
 # How often a waiting terminal caller's screen is brought up to date.
 _HOLD_POLL_SECONDS = 1.0
+# A waiting caller's line this surely a goodbye ends their call.
+_GOODBYE_CONFIDENCE = 0.8
 
 
 class TextCall:
@@ -51,9 +53,20 @@ class TextCall:
                 )
             return result
         text = clean_utterance(line, self.engine.settings.dialogue.max_utterance_chars)
-        if text:
-            self.engine.record_caller_speech(self.call, text, 1.0)
+        if not text:
+            return await self._hold_turn(text)
+        self.engine.record_caller_speech(self.call, text, 1.0)
+        if await self._says_goodbye(text):
+            # Typing goodbye is a text caller's way of putting the phone down.
+            return self._on_hold_result(text, (), "caller_hang_up")
         return await self._hold_turn(text)
+
+    async def _says_goodbye(self, text: str) -> bool:
+        try:
+            intent, confidence = await self.engine.dialogue_of(self.call).parse(text)
+        except Exception:  # a failed parse keeps the caller waiting, never drops them
+            return False
+        return intent == "goodbye" and confidence >= _GOODBYE_CONFIDENCE
 
     async def hang_up(self, reason: str) -> None:
         """Ends the call; a caller who leaves while waiting is an abandoned call."""
@@ -82,17 +95,20 @@ class TextCall:
                 break
             if not step.say:
                 break
+        return self._on_hold_result(text, tuple(said), end_reason)
+
+    def _on_hold_result(self, text: str, said: tuple[str, ...], end: str | None) -> TurnResult:
         return TurnResult(
             call_id=self.call.call_id,
             user=text,
             intent="on_hold",
             confidence=1.0,
             entities={},
-            bot=tuple(said),
+            bot=said,
             escalated=True,
             escalation_reason=self.call.escalation_reason,
-            hang_up=end_reason is not None,
-            end_reason=end_reason,
+            hang_up=end is not None,
+            end_reason=end,
         )
 
 

@@ -234,7 +234,7 @@ def test_a_text_caller_sent_back_to_the_bot_stays_with_it(call_engine) -> None: 
         queue.return_to_bot(item_id, agent.id)
         results = [await text_call.say("hello")]
         results.append(await text_call.say("where is order one two three four five"))
-        results.append(await text_call.say("and order six seven eight nine oh"))
+        results.append(await text_call.say("and where is order six seven eight nine oh"))
         assert not text_call.on_hold
         await text_call.hang_up("caller_hang_up")
         return results
