@@ -215,15 +215,21 @@ def check_turn(turn: dict, utterance: str, expect: Expect) -> None:
         assert turn["escalation_reason"] == expect.escalation, turn
 
 
+def run_conversations(tmp: Path, project_dir: Path, conversations: list[Conversation]) -> ChatRun:
+    """One `voicebot chat --json` process for all the conversations, each
+    followed by the caller's goodbye."""
+    lines: list[str] = []
+    for conversation in conversations:
+        lines.extend(utterance for utterance, _ in conversation.turns)
+        lines.append("goodbye")
+    return chat_runner(tmp, project_dir)(lines)
+
+
 @pytest.fixture(scope="module")
 def happy_run(
     tmp_path_factory: pytest.TempPathFactory, project_dir: Path, dialogue_model: Path
 ) -> ChatRun:
-    lines: list[str] = []
-    for conversation in HAPPY_PATHS:
-        lines.extend(utterance for utterance, _ in conversation.turns)
-        lines.append("goodbye")
-    return chat_runner(tmp_path_factory.mktemp("calls"), project_dir)(lines)
+    return run_conversations(tmp_path_factory.mktemp("calls"), project_dir, HAPPY_PATHS)
 
 
 def test_each_conversation_is_one_call_ending_in_goodbye(happy_run: ChatRun) -> None:

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ChatRun, chat_runner
-from tests.integration.test_text_calls import Conversation, Expect, check_turn, conv
+from tests.integration.test_text_calls import (
+    Conversation,
+    Expect,
+    check_turn,
+    conv,
+    run_conversations,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -106,11 +112,7 @@ CONVERSATIONS = [
 def context_run(
     tmp_path_factory: pytest.TempPathFactory, project_dir: Path, dialogue_model: Path
 ) -> ChatRun:
-    lines: list[str] = []
-    for conversation in CONVERSATIONS:
-        lines.extend(utterance for utterance, _ in conversation.turns)
-        lines.append("goodbye")
-    return chat_runner(tmp_path_factory.mktemp("calls"), project_dir)(lines)
+    return run_conversations(tmp_path_factory.mktemp("calls"), project_dir, CONVERSATIONS)
 
 
 def test_every_caller_is_one_call_that_only_they_end(context_run: ChatRun) -> None:
