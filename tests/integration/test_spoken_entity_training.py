@@ -20,7 +20,7 @@ nlu:
   - intent: order_status
     examples: |
       - where is my order
-      - where is my order [won two three for five]{"entity": "order_id", "value": "12345"}
+      - where is my order [wan two free four fife]{"entity": "order_id", "value": "12345"}
       - the order is [one two three four five](order_id)
 """
 
@@ -38,13 +38,14 @@ def test_corrections_train_digit_aliases_that_survive_loading(tmp_path: Path) ->
     resource = Resource("spoken_entities")
     context = ExecutionContext(GraphSchema({}), "test")
     untrained = SpokenEntityExtractor.create({}, storage, resource, context)
-    assert _parsed(untrained, "my order is won two three for five") == []
+    assert _parsed(untrained, "my order is wan two free four fife") == []
 
     untrained.train(RasaYAMLReader().reads(TRAINING))
     loaded = SpokenEntityExtractor.load({}, storage, resource, context)
-    assert loaded.digit_aliases == {"won": "one", "for": "four"}
-    assert _parsed(loaded, "my order is won two three for five") == [("order_id", "12345")]
-    assert _parsed(loaded, "order four five six seven ate") == []  # "ate" was never taught
+    assert loaded.digit_aliases == {"fife": "five", "free": "three", "wan": "one"}
+    assert _parsed(loaded, "my order is wan two free four fife") == [("order_id", "12345")]
+    # "sate" was never taught: the order number heard has four digits, not five.
+    assert _parsed(loaded, "order four five six seven sate") == [("order_id", "4567")]
     assert _parsed(loaded, "i waited for a reply") == []
 
 
