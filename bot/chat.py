@@ -132,7 +132,9 @@ async def chat_json(engine: CallEngine, stdin: TextIO, stdout: TextIO) -> int:
             await text_call.hang_up(result.end_reason or "bot_hang_up")
             text_call = None
     if text_call is not None:
-        await text_call.hang_up("caller_hang_up")
+        # End of input ends the script, not the caller's wait: a call queued
+        # for a person stays queued (scripts queue calls for agents this way).
+        engine.end_call(text_call.call, "caller_hang_up")
     return turns
 
 
