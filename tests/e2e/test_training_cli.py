@@ -23,8 +23,12 @@ from tests.training_project import copy_project, project_env
 
 # The shipped model does not understand these (nlu_fallback): near-identical
 # wordings of one delivery problem, said in three calls.
-POSTIE = "i reckon the postie nicked my box"
-VARIANTS = (POSTIE, "uh i reckon the postie nicked my box", "i reckon the postie has nicked my box")
+POSTIE = "my box went walkies from the porch"
+VARIANTS = (
+    POSTIE,
+    "uh my box went walkies from the porch",
+    "my box has gone walkies from the porch",
+)
 # The recogniser's "wan", "free" and "fife" for "one", "three" and "five" (not
 # among the mishearings the NLU knows already): no order number is found.
 MISHEARD = "where is my order wan two free four fife"
@@ -162,7 +166,7 @@ def test_the_trainer_fixes_a_misunderstanding_end_to_end(
     assert validation["validation"]["ok"], validation
 
     # Deciding the same words again writes nothing twice.
-    (again,) = bot.call(["um i reckon the postie nicked my box"])
+    (again,) = bot.call(["um my box went walkies from the porch"])
     assert all(POSTIE not in i["text"] for i in project.json_lines("train", "inbox", "--all"))
     assert again["intent"] != "delivery_problem"
 
