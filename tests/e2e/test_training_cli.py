@@ -166,7 +166,7 @@ def test_the_trainer_fixes_a_misunderstanding_end_to_end(
     assert validation["validation"]["ok"], validation
 
     # Deciding the same words again writes nothing twice.
-    (again,) = bot.call(["um my box went walkies from the porch"])
+    (again,) = bot.call(["um pretty sure someone swiped my box"])
     assert all(POSTIE not in i["text"] for i in project.json_lines("train", "inbox", "--all"))
     assert again["intent"] != "delivery_problem"
 
