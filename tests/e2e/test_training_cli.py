@@ -23,12 +23,8 @@ from tests.training_project import copy_project, project_env
 
 # The shipped model does not understand these (nlu_fallback): near-identical
 # wordings of one delivery problem, said in three calls.
-POSTIE = "my box went walkies from the porch"
-VARIANTS = (
-    POSTIE,
-    "uh my box went walkies from the porch",
-    "my box has gone walkies from the porch",
-)
+POSTIE = "pretty sure someone swiped my box"
+VARIANTS = (POSTIE, "uh pretty sure someone swiped my box", "pretty sure someone has swiped my box")
 # The recogniser's "wan", "free" and "fife" for "one", "three" and "five" (not
 # among the mishearings the NLU knows already): no order number is found.
 MISHEARD = "where is my order wan two free four fife"
