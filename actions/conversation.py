@@ -55,6 +55,17 @@ def latest_entity(tracker: Tracker, name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def slot_before_message(tracker: Tracker, name: str) -> Any:
+    """A slot's value before the caller's latest message was taken in."""
+    events = list(tracker.events)
+    last_user = max((i for i, e in enumerate(events) if e.get("event") == "user"), default=0)
+    value = None
+    for event in events[:last_user]:
+        if event.get("event") == "slot" and event.get("name") == name:
+            value = event.get("value")
+    return value
+
+
 def escalate(dispatcher: CollectingDispatcher, reason: str) -> list[EventType]:
     """Tells the caller they're being put through and records why.
 

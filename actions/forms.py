@@ -34,6 +34,7 @@ from actions.conversation import (
     latest_entity,
     latest_intent,
     out_of_attempts,
+    slot_before_message,
 )
 from actions.lookup import (
     describe_orders,
@@ -281,17 +282,6 @@ OUT_OF_SCOPE = "Sorry, I can't help with that on this line."
 _CHECKED_TASKS = frozenset({"cancel_order", "change_address"})
 NO_POSTCODE_MATCH = "Sorry, that postcode doesn't match the order's delivery address."
 MIN_POSTCODE_CHARS = 5  # the shortest UK postcode, "M1 1AA"
-
-
-def slot_before_message(tracker: Tracker, name: str) -> Any:
-    """A slot's value before the caller's latest message was taken in."""
-    events = list(tracker.events)
-    last_user = max((i for i, e in enumerate(events) if e.get("event") == "user"), default=0)
-    value = None
-    for event in events[:last_user]:
-        if event.get("event") == "slot" and event.get("name") == name:
-            value = event.get("value")
-    return value
 
 
 NO_CONTACT = "Sorry, I didn't catch an email address or a phone number."
