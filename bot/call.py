@@ -29,6 +29,7 @@ from bot.events import (
     CallEnded,
     CallEvent,
     CallStarted,
+    EndReason,
     Escalated,
     EventListener,
     TranscriptFinal,
@@ -36,6 +37,7 @@ from bot.events import (
 from bot.handoff import TranscriptLine, build_handoff
 from bot.model_store import model_info
 from bot.queue import AgentQueue
+from bot.responses import Response
 from bot.settings import Settings
 from bot.store import CallStore
 
@@ -114,7 +116,13 @@ class Call:
     # The dialogue model the call started with: it keeps it to the end even
     # when a new model is deployed meanwhile.
     dialogue: Dialogue | None = None
+    # Caller turns so far; the latest one's id (see bot/events.py).
+    turn_id: int = 0
     _started: float = field(default_factory=time.monotonic)
+
+    def next_turn_id(self) -> int:
+        self.turn_id += 1
+        return self.turn_id
 
     def t_ms(self) -> int:
         if self.clock is not None:
@@ -312,7 +320,7 @@ class CallEngine:
         return call.dialogue or self.dialogue
 
     def greeting(self) -> str:
-        return self.dialogue.response_text("utter_greet")
+        return self.dialogue.response_text(Response.GREET)
 
     def new_call(
         self,
@@ -384,12 +392,12 @@ class CallEngine:
             wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
         except Exception as exc:  # a dead queue database must not drop the caller
             log.error("call %s could not be queued: %s", call.call_id, exc)
-            return [dialogue.response_text("utter_queue_unavailable")]
+            return [dialogue.response_text(Response.QUEUE_UNAVAILABLE)]
         call.queue_item_id = item.id
         if rule.kind == "callback":
             return []
         return [
-            dialogue.response_text("utter_queue_position").format(
+            dialogue.response_text(Response.QUEUE_POSITION).format(
                 position=item.position, wait=speak_wait(wait)
             )
         ]
@@ -401,10 +409,17 @@ class CallEngine:
         asr_confidence: float = 1.0,
         timings: dict[str, float] | None = None,
         loudness_dbfs: float | None = None,
+        turn_id: int | None = None,
     ) -> TurnResult:
-        """Handles one caller utterance; an empty one is treated as silence."""
+        """Handles one caller utterance; an empty one is treated as silence.
+
+        ``turn_id`` is the voice turn the words came from; text calls leave it
+        to the call to number its turns."""
+        turn_id = call.next_turn_id() if turn_id is None else turn_id
         utterance = clean_utterance(text, self._settings.dialogue.max_utterance_chars)
-        call.emit(TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence))
+        call.emit(
+            TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence, turn_id=turn_id)
+        )
         started = time.perf_counter()
         dialogue = self.dialogue_of(call)
         if not utterance:
@@ -412,7 +427,7 @@ class CallEngine:
                 intent="",
                 confidence=0.0,
                 entities={},
-                bot=(dialogue.response_text("utter_nothing_heard"),),
+                bot=(dialogue.response_text(Response.NOTHING_HEARD),),
             )
         else:
             if self._action_server is not None:
@@ -443,6 +458,7 @@ class CallEngine:
                 bot=reply.bot,
                 dialogue_ms=round(dialogue_ms, 1),
                 timings={**(timings or {}), "dialogue_ms": round(dialogue_ms, 1)},
+                turn_id=turn_id,
             )
         )
         if reply.escalation_reason and call.escalation_reason is None:
@@ -463,13 +479,15 @@ class CallEngine:
         )
 
     async def record_unclear_turn(
-        self, call: Call, text: str, asr_confidence: float, said: str
+        self, call: Call, text: str, asr_confidence: float, said: str, turn_id: int
     ) -> None:
         """A turn the recogniser was unsure of: the bot asked again instead of
         acting on it, but the words are kept (with what the NLU would have made
         of them) for the agent's handoff and the trainers' inbox."""
         utterance = clean_utterance(text, self._settings.dialogue.max_utterance_chars)
-        call.emit(TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence))
+        call.emit(
+            TranscriptFinal(call.call_id, call.t_ms(), utterance, asr_confidence, turn_id=turn_id)
+        )
         try:
             intent, confidence = await self.dialogue_of(call).parse(utterance)
         except Exception as exc:  # the turn is still kept, just without a guess
@@ -487,22 +505,34 @@ class CallEngine:
                 confidence=confidence,
                 bot=(said,),
                 unclear=True,
+                turn_id=turn_id,
             )
         )
 
-    def record_caller_speech(self, call: Call, text: str, confidence: float) -> None:
+    def record_caller_speech(
+        self, call: Call, text: str, confidence: float, turn_id: int | None = None
+    ) -> None:
         """What the caller says on hold: kept for the agent, not sent to the dialogue."""
-        call.emit(TranscriptFinal(call.call_id, call.t_ms(), text, confidence))
-        call.emit(BotTurn(call.call_id, call.t_ms(), user=text, intent="on_hold"))
+        turn_id = call.next_turn_id() if turn_id is None else turn_id
+        call.emit(TranscriptFinal(call.call_id, call.t_ms(), text, confidence, turn_id=turn_id))
+        call.emit(BotTurn(call.call_id, call.t_ms(), user=text, intent="on_hold", turn_id=turn_id))
         call.transcript.append(TranscriptLine(call.t_ms(), "caller", text))
 
     def record_agent_speech(self, call: Call, text: str) -> None:
         call.transcript.append(TranscriptLine(call.t_ms(), "agent", text))
 
-    def end_call(self, call: Call, reason: str, recording_path: str | None = None) -> None:
+    def end_call(
+        self,
+        call: Call,
+        reason: EndReason | str,
+        recording_path: str | None = None,
+        error: str | None = None,
+    ) -> None:
         if not call.ended:
             call.ended = True
-            call.emit(CallEnded(call.call_id, call.t_ms(), reason, recording_path))
+            call.emit(
+                CallEnded(call.call_id, call.t_ms(), EndReason(reason), recording_path, error)
+            )
         self._live_calls.pop(call.call_id, None)
         if self._retired:
             self._release_retired()

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.responses import Response
+
 log = logging.getLogger(__name__)
 
 ESCALATION_SLOT = "escalation_reason"
@@ -126,8 +128,9 @@ class Dialogue:
         if redis is not None:
             redis.close()
 
-    def response_text(self, name: str) -> str:
+    def response_text(self, name: Response | str) -> str:
         """The first text variant of a domain response."""
+        name = name.value if isinstance(name, Response) else name
         variants = self._agent.domain.responses.get(name) if self._agent.domain else None
         if not variants:
             raise DialogueError(f"the domain has no response {name}")
@@ -174,7 +177,7 @@ class Dialogue:
 
         if failures and not new_reason:
             new_reason = "action_failure"
-            bot.append(self.response_text("utter_escalate_action_failure"))
+            bot.append(self.response_text(Response.ESCALATE_ACTION_FAILURE))
             await self._mark_escalated(tracker, new_reason)
             log.error("call %s: custom action(s) failed: %s", call_id, ", ".join(failures))
 

@@ -3,14 +3,52 @@
 Events are frozen dataclasses that serialise to one JSON object each, with
 ``event`` (the name) and ``t_ms`` (milliseconds since the call started, on the
 call's clock). Stores, consoles, metrics and ``--json`` output consume them.
+
+Events of one caller turn carry its ``turn_id`` (1, 2, ... per call; 0 for
+what the bot says before the caller's first turn): the caller's
+``speech_started`` and ``speech_ended`` (always a pair), the partial and
+final transcripts, the ``bot_turn``, and the bot's ``bot_speech_started`` and
+``bot_speech_ended`` (always a pair) that answer it. Bot speech the caller
+did not ask for (a reprompt, an announcement on hold) carries the id of the
+latest turn.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class EndReason(str, enum.Enum):
+    """Why a call ended."""
+
+    CALLER_HANG_UP = "caller_hang_up"
+    BOT_HANG_UP = "bot_hang_up"
+    TRANSFERRED = "transferred"
+    RESOLVED = "resolved"
+    CALLBACK_ARRANGED = "callback_arranged"
+    SILENCE = "silence"
+    TIME_LIMIT = "time_limit"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+class TurnEnd(str, enum.Enum):
+    """What ended a caller's turn."""
+
+    # Enough trailing silence for what the words so far are (see bot/session/turns.py).
+    SILENCE = "silence"
+    # The partial transcript already held a whole closed answer.
+    COMPLETE_ANSWER = "complete_answer"
+    # The recogniser's own endpoint fired first.
+    RECOGNISER = "recogniser"
+    MAX_LENGTH = "max_length"
+    # The caller hung up mid-turn.
+    HANG_UP = "hang_up"
 
 
 @dataclass(frozen=True)
@@ -20,7 +58,7 @@ class CallEvent:
     t_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         return {"event": self.name, "t_ms": data.pop("t_ms"), **data}
 
     def to_json(self) -> str:
@@ -36,6 +74,7 @@ class CallStarted(CallEvent):
 @dataclass(frozen=True)
 class SpeechStarted(CallEvent):
     name: ClassVar[str] = "speech_started"
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,12 +82,19 @@ class SpeechEnded(CallEvent):
     name: ClassVar[str] = "speech_ended"
     # Call time of the caller's last speech sample.
     last_speech_ms: int = 0
+    turn_id: int = 0
+    reason: TurnEnd = TurnEnd.SILENCE
+    # The silence the turn detector waited for, and the turn's speech level
+    # (mean power of its speech frames, dBFS).
+    silence_ms: int = 0
+    level_dbfs: float | None = None
 
 
 @dataclass(frozen=True)
 class TranscriptPartial(CallEvent):
     name: ClassVar[str] = "transcript_partial"
     text: str = ""
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +102,7 @@ class TranscriptFinal(CallEvent):
     name: ClassVar[str] = "transcript_final"
     text: str = ""
     confidence: float = 1.0
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +119,7 @@ class BotTurn(CallEvent):
     # The recogniser was unsure of the words: the dialogue did not act on them,
     # the bot asked again, and the intent is only what the NLU made of them.
     unclear: bool = False
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,17 +130,20 @@ class BotSpeechStarted(CallEvent):
     # speech the bot starts itself: greeting, reprompts).
     response_ms: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
 class BotSpeechEnded(CallEvent):
     name: ClassVar[str] = "bot_speech_ended"
     interrupted: bool = False
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
 class BargeIn(CallEvent):
     name: ClassVar[str] = "barge_in"
+    turn_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,8 +155,21 @@ class Escalated(CallEvent):
 @dataclass(frozen=True)
 class CallEnded(CallEvent):
     name: ClassVar[str] = "call_ended"
-    reason: str = "hang_up"
+    reason: EndReason = EndReason.CALLER_HANG_UP
     recording_path: str | None = None
+    # For reason "error": what failed (an error code).
+    error: str | None = None
 
 
 EventListener = Callable[[CallEvent], None]
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON has it (enums by value, containers copied)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

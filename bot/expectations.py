@@ -45,7 +45,12 @@ _NO = ["no", "nope", "no thanks", "no thank you", "not really"]
 _CLEAR_ANSWERS = {*_YES, *_NO}
 
 ORDER_ID_DIGITS = 5
-PHONE_MIN_DIGITS = 11
+# A phone number is complete without waiting for silence only when it cannot
+# go on: a UK national number (0 and ten digits) or the longest international
+# one (E.164: 15 digits). Anything else ends on the caller's silence, so
+# numbers of 12 or 13 digits said without "plus" are never cut.
+UK_NATIONAL_DIGITS = 11
+PHONE_MAX_DIGITS = 15
 
 
 class Expectation(enum.Enum):
@@ -72,10 +77,26 @@ class Expectation(enum.Enum):
         if self is Expectation.YES_NO:
             return partial.strip() in _CLEAR_ANSWERS
         if self is Expectation.ORDER_ID or self is Expectation.PHONE_NUMBER:
-            digits = words_to_digits(words)
-            needed = ORDER_ID_DIGITS if self is Expectation.ORDER_ID else PHONE_MIN_DIGITS
-            return digits is not None and len(digits) >= needed
+            international = words[0] == "plus"
+            digits = words_to_digits(words[1:] if international else words)
+            if digits is None:
+                return False
+            if self is Expectation.ORDER_ID:
+                return len(digits) >= ORDER_ID_DIGITS
+            if international or digits.startswith("00"):
+                return len(digits) >= PHONE_MAX_DIGITS
+            national = digits.startswith("0") and len(digits) == UK_NATIONAL_DIGITS
+            return national or len(digits) >= PHONE_MAX_DIGITS
         return False
+
+    def number_begun(self, partial: str) -> bool:
+        """True when the caller is part-way through the number the bot asked
+        for (they pause between groups of digits: wait longer)."""
+        if self is not Expectation.ORDER_ID and self is not Expectation.PHONE_NUMBER:
+            return False
+        words = [w for w in partial.split() if w != "plus"]
+        digits = words_to_digits(words) if words else None
+        return bool(digits) and not self.completed_by(partial)
 
 
 def expectation_for(requested_slot: str | None, responses: Sequence[str]) -> Expectation:

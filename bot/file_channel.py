@@ -5,9 +5,12 @@ call time. Frames are handed over as fast as the session takes them, except
 while the session waits on work (recognition, dialogue, synthesis): then the
 clock moves at real time, so the caller's audio goes on during the bot's
 thinking exactly as it would on a phone line, and latencies measured on the
-call's clock are real. Pauses in the file are pauses in the call. After the
-file ends the caller is silent; the call ends when the session hangs up or
-the channel has been idle for ``tail_seconds``.
+call's clock are real. Pauses in the file are pauses in the call.
+
+The end of the file is the caller hanging up (``far_end_gone``): the session
+lets the caller hear the answer to their last words, then ends the call; a
+caller on hold hangs up at once. Silent frames follow the end of the file
+until then, at most ``tail_seconds`` of them while the session is idle.
 
 The bot's audio is laid on an output track at the call time it is played,
 and cut where the caller barges in.
@@ -114,7 +117,8 @@ class FileChannel:
     # -- input
 
     @property
-    def caller_finished(self) -> bool:
+    def far_end_gone(self) -> bool:
+        """The caller's audio is over: they have hung up."""
         return self._frame_index * FRAME_BYTES >= len(self._caller)
 
     async def frames(self) -> AsyncIterator[bytes]:

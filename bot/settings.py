@@ -55,6 +55,8 @@ class VoiceConfig:
     asr_model: str = ""
     language: str = "en-us"
     end_of_utterance_silence_ms: int = 500
+    complete_turn_silence_ms: int = 240
+    trailing_words_silence_ms: int = 1000
     vad_aggressiveness: int = 2
     low_confidence: float = 0.5
     barge_in: bool = True

@@ -280,6 +280,11 @@ class SoundCardChannel:
         return any(not playback.done() for playback in self._playbacks)
 
     @property
+    def far_end_gone(self) -> bool:
+        """A sound card's caller is in the room: the call ends when its frames do."""
+        return False
+
+    @property
     def _block_seconds(self) -> float:
         return self._block_frames / self.output_rate_hz
 

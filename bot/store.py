@@ -20,7 +20,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.events import BotTurn, CallEnded, CallEvent, CallStarted, Escalated, TranscriptFinal
+from bot.events import (
+    BotTurn,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    EndReason,
+    Escalated,
+    TranscriptFinal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +129,8 @@ class CallStore:
         self.engine = create_db_engine(url)
         metadata.create_all(self.engine)
         add_missing_columns(self.engine)
-        self._pending: dict[str, dict[str, Any]] = {}
+        # What was heard in a turn, until the turn's bot_turn: by (call, turn id).
+        self._pending: dict[tuple[str, int], dict[str, Any]] = {}
         self._turn_index: dict[str, int] = {}
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="call-store", daemon=True)
@@ -139,12 +148,12 @@ class CallStore:
             self._turn_index[event.call_id] = 0
             self._submit(lambda: self._insert(calls, row))
         elif isinstance(event, TranscriptFinal):
-            self._pending[event.call_id] = {
+            self._pending[(event.call_id, event.turn_id)] = {
                 "transcript": event.text,
                 "asr_confidence": event.confidence,
             }
         elif isinstance(event, BotTurn):
-            heard = self._pending.pop(event.call_id, {"transcript": event.user})
+            heard = self._pending.pop((event.call_id, event.turn_id), {"transcript": event.user})
             index = self._turn_index.get(event.call_id, 0)
             self._turn_index[event.call_id] = index + 1
             row = {
@@ -170,7 +179,7 @@ class CallStore:
                 self._submit(lambda: self._redact_call(call_id))
             values: dict[str, Any] = {
                 "ended_at": _now(),
-                "end_reason": event.reason,
+                "end_reason": _end_reason(event),
                 "duration_ms": event.t_ms,
                 "recording_path": event.recording_path,
             }
@@ -254,3 +263,8 @@ class CallStore:
                 calls.select().order_by(calls.c.started_at.desc()).limit(limit)
             ).mappings()
             return [dict(row) for row in rows]
+
+
+def _end_reason(event: CallEnded) -> str:
+    reason = EndReason(event.reason).value
+    return f"{reason}:{event.error}" if event.error else reason

@@ -16,10 +16,10 @@ from pathlib import Path
 from bot.call import Call, CallEngine
 from bot.events import EventListener
 from bot.file_channel import FileChannel, read_wav_16k, write_wav
-from bot.session import CallSession, Channel, Recogniser, VoiceSettings
+from bot.session import CallSession, Channel, Recogniser, TurnDetector, TurnSettings, VoiceSettings
 from bot.settings import Settings
 from bot.speech.tts import Synthesiser, TtsSettings
-from bot.speech.vad import Segmenter, SegmenterSettings, VadSettings, VoiceActivityDetector
+from bot.speech.vad import VadSettings, VoiceActivityDetector
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,21 @@ def voice_settings(settings: Settings) -> VoiceSettings:
     )
 
 
+def turn_settings(settings: Settings) -> TurnSettings:
+    voice = settings.voice
+    return TurnSettings(
+        complete_silence_ms=voice.complete_turn_silence_ms,
+        open_silence_ms=voice.end_of_utterance_silence_ms,
+        trailing_silence_ms=voice.trailing_words_silence_ms,
+    )
+
+
+def recogniser_endpoint_ms(settings: Settings) -> int:
+    """The recogniser's own end of utterance: later than the turn detector's
+    longest wait, so it only ever ends a turn the detector has not."""
+    return settings.voice.trailing_words_silence_ms + 300
+
+
 def load_recogniser_factory(settings: Settings, asr_model: str | None = None) -> RecogniserFactory:
     """Loads the Vosk model once; the factory makes one recogniser per call."""
     from bot.speech.asr import AsrModel, AsrSettings
@@ -48,8 +63,10 @@ def load_recogniser_factory(settings: Settings, asr_model: str | None = None) ->
     path = resolve_asr_model(
         Path(explicit) if explicit else None, settings.models_dir, settings.voice.language
     )
+    endpoint_ms = recogniser_endpoint_ms(settings)
     asr_settings = AsrSettings(
-        end_of_utterance_silence_ms=settings.voice.end_of_utterance_silence_ms,
+        end_of_utterance_silence_ms=endpoint_ms,
+        uncertain_end_silence_ms=max(endpoint_ms, AsrSettings.uncertain_end_silence_ms),
         low_confidence=settings.voice.low_confidence,
     )
     model = AsrModel(path, asr_settings, settings.var_dir / "asr-models")
@@ -109,9 +126,7 @@ class SpeechStack:
             recogniser=self.new_recogniser(),
             speaker=self.synthesiser,
             detector=detector,
-            segmenter=Segmenter(
-                SegmenterSettings(end_silence_ms=voice.end_of_utterance_silence_ms)
-            ),
+            turns=TurnDetector(turn_settings(self.settings)),
             settings=voice_settings(self.settings),
             echo=echo,
             recordings_dir=self.settings.recordings_dir,

@@ -1,0 +1,15 @@
+"""A voice call as small stages (see ``call_session.py`` for how they meet)."""
+
+from bot.session.call_session import CallSession
+from bot.session.contracts import Channel, Recogniser, Speaker, VoiceSettings
+from bot.session.turns import TurnDetector, TurnSettings
+
+__all__ = [
+    "CallSession",
+    "Channel",
+    "Recogniser",
+    "Speaker",
+    "TurnDetector",
+    "TurnSettings",
+    "VoiceSettings",
+]

@@ -1,0 +1,399 @@
+"""One voice call: the stages put together.
+
+Each 20 ms frame from the channel goes through the voice gate (speech or
+not, and how loud), the turn detector (where turns start and end) and, while
+the caller has the turn, the recogniser. A turn's final words go to the
+responder (dialogue and escalation rules), its reply to the bot's voice,
+which speaks sentence by sentence in its own task so the caller can barge
+in. A caller on hold is the hold controller's. Every step is an event with
+the call id and turn id (``bot/events.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from bot.call import Call, CallEngine
+from bot.events import (
+    BargeIn,
+    EndReason,
+    EventListener,
+    SpeechEnded,
+    SpeechStarted,
+    TranscriptPartial,
+    TurnEnd,
+)
+from bot.expectations import Expectation
+from bot.hold import abandon_quietly
+from bot.pcm import FRAME_MS
+from bot.recording import CallRecorder
+from bot.responses import Response
+from bot.session.contracts import (
+    Channel,
+    EchoCanceller,
+    Recognised,
+    Recogniser,
+    Speaker,
+    SpeechDetector,
+    VoiceSettings,
+)
+from bot.session.gate import VoiceGate
+from bot.session.prompts import Prompt, SilenceWatch
+from bot.session.recognition import RecognitionStage
+from bot.session.responder import Responder
+from bot.session.speaking import BotVoice
+from bot.session.turns import Pause, Step, TurnDetector, TurnEnded, TurnStarted, judge_words
+from bot.session.waiting import HoldController, caller_number
+from bot.session.working import busy
+
+log = logging.getLogger(__name__)
+
+
+class CallSession:
+    """Runs one call on a channel until it ends; always ends it cleanly."""
+
+    def __init__(
+        self,
+        engine: CallEngine,
+        channel: Channel,
+        recogniser: Recogniser,
+        speaker: Speaker,
+        detector: SpeechDetector,
+        turns: TurnDetector,
+        settings: VoiceSettings,
+        echo: EchoCanceller | None = None,
+        recordings_dir: Path | None = None,
+        listeners: list[EventListener] | None = None,
+        hold_pcm: bytes | None = None,
+    ) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.settings = settings
+        self.speaker = speaker
+        self.recordings_dir = recordings_dir
+        self.hold_pcm = hold_pcm
+        self.turns = turns
+        self.gate = VoiceGate(
+            detector, echo, settings.speaking_threshold_boost_db, settings.barge_in
+        )
+        self.recognition = RecognitionStage(recogniser)
+        self._listeners = list(listeners or [])
+        self.call: Call | None = None
+        self._voice: BotVoice | None = None
+        self._responder: Responder | None = None
+        self._watch = SilenceWatch(settings)
+        self._expectation = Expectation.FREE
+        self._turn_speech_ms = 0
+        self._barged_in = False
+        # Work in flight: the final decode of an ended turn, the reply being
+        # prepared and spoken, a pause being judged, the wait on hold.
+        self._finalising: asyncio.Task[None] | None = None
+        self._replying: asyncio.Task[None] | None = None
+        self._judging: asyncio.Task[None] | None = None
+        self._holding: asyncio.Task[None] | None = None
+        self._hold: HoldController | None = None
+        self._end_reason: EndReason | None = None
+        self._recorder: CallRecorder | None = None
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self) -> Call:
+        call = self.engine.new_call(self._listeners, self.channel.name, self.channel.now_ms)
+        self.call = call
+        self._voice = BotVoice(call, self.channel, self.speaker)
+        self._responder = Responder(self.engine, call, self.settings)
+        if self.recordings_dir is not None:
+            self._recorder = CallRecorder(self.recordings_dir / f"{call.call_id}.wav")
+        reason, error = EndReason.CALLER_HANG_UP, None
+        try:
+            self._say_later([self.engine.greeting()])
+            async for frame in self.channel.frames():
+                await self._on_frame(frame)
+                if self._end_reason is None and self.channel.far_end_gone and self._idle():
+                    self._end_reason = EndReason.CALLER_HANG_UP
+                if self._end_reason is not None:
+                    reason = self._end_reason
+                    break
+                self._check_prompts()
+        except asyncio.CancelledError:
+            reason = EndReason.INTERRUPTED
+            raise
+        except Exception as exc:
+            error = str(getattr(exc, "code", type(exc).__name__))
+            log.error("call %s failed: %s", call.call_id, exc)
+            reason = EndReason.ERROR
+        finally:
+            await self._finish(call, reason, error)
+        return call
+
+    def _idle(self) -> bool:
+        """Nothing more for the caller to hear: no turn open or being answered."""
+        if self._hold is not None:
+            return True
+        return not (
+            self.turns.in_turn
+            or _running(self._finalising)
+            or _running(self._replying)
+            or self.channel.is_playing
+        )
+
+    async def _finish(self, call: Call, reason: EndReason, error: str | None) -> None:
+        for signal in self.turns.end_now(TurnEnd.HANG_UP).signals:
+            if isinstance(signal, TurnEnded):
+                self._turn_ended(signal)  # the caller's speech_ended, always
+        waiting = self._hold is not None
+        for task in (self._holding, self._judging, self._finalising, self._replying):
+            if task is not None and not task.done():
+                task.cancel()
+                await _quietly(task)
+        if waiting:
+            await abandon_quietly(self.engine, call)
+        self.channel.stop_playback()
+        self.recognition.close()
+        path = None
+        if self._recorder is not None:
+            path = str(self._recorder.close())
+        self.engine.end_call(call, reason, path, error)
+
+    # -- frames ----------------------------------------------------------------
+
+    async def _on_frame(self, frame: bytes) -> None:
+        played = self.channel.played_frame()
+        if self._recorder is not None:
+            self._recorder.write(frame, played)
+        heard = self.gate.hear(frame, played, self.channel.is_playing)
+        if heard.speech and self.turns.in_turn:
+            self._turn_speech_ms += FRAME_MS
+        await self._apply(self.turns.frame(frame, heard.speech, heard.level_dbfs))
+        if heard.speech and self.turns.in_turn:
+            self._maybe_barge_in()
+
+    async def _apply(self, step: Step) -> None:
+        for signal in step.signals:
+            if isinstance(signal, TurnStarted):
+                self._turn_started(signal)
+        for frame in step.audio:
+            if not self.turns.in_turn:
+                break
+            await self._feed(frame)
+        for signal in step.signals:
+            if isinstance(signal, Pause) and self.turns.in_turn:
+                self._judge(signal)
+            elif isinstance(signal, TurnEnded):
+                self._turn_ended(signal)
+
+    def _turn_started(self, started: TurnStarted) -> None:
+        assert self.call is not None
+        now = self.channel.now_ms()
+        self.call.turn_id = started.turn_id
+        self.call.emit(SpeechStarted(self.call.call_id, now, turn_id=started.turn_id))
+        self._watch.caller_spoke(now)
+        self._barged_in = False
+        self._turn_speech_ms = 0
+
+    def _maybe_barge_in(self) -> None:
+        assert self.call is not None and self._voice is not None
+        if self._barged_in or self._turn_speech_ms < self.settings.barge_in_min_speech_ms:
+            return
+        if not (self.channel.is_playing or _running(self._replying)):
+            return
+        self._barged_in = True
+        self._voice.interrupt()
+        self.call.emit(
+            BargeIn(self.call.call_id, self.channel.now_ms(), turn_id=self.turns.turn_id)
+        )
+
+    async def _feed(self, frame: bytes) -> None:
+        assert self.call is not None
+        turn_id = self.turns.turn_id
+        result = await self.recognition.feed(frame)
+        if result is None or not self.turns.in_turn or self.turns.turn_id != turn_id:
+            return
+        if result.is_final:
+            # The recogniser's own endpoint came first: its result is the turn's.
+            for signal in self.turns.end_now(TurnEnd.RECOGNISER).signals:
+                if isinstance(signal, TurnEnded):
+                    self._turn_ended(signal, result)
+            return
+        self.call.emit(
+            TranscriptPartial(
+                self.call.call_id, self.channel.now_ms(), result.text, turn_id=turn_id
+            )
+        )
+        await self._apply(
+            self.turns.heard(result.text, judge_words(result.text, self._expectation))
+        )
+
+    def _judge(self, pause: Pause) -> None:
+        """Judges the words at a pause, beside the frame loop."""
+        assert self._responder is not None
+        responder = self._responder
+
+        async def judge() -> None:
+            with busy(self.channel):
+                complete = await responder.judge(pause.words)
+            if self.turns.turn_id == pause.turn_id:
+                self.turns.judged(pause.words, complete)
+
+        if not _running(self._judging):
+            self._judging = asyncio.create_task(judge())
+
+    def _turn_ended(self, ended: TurnEnded, final: Recognised | None = None) -> None:
+        assert self.call is not None
+        now = self.channel.now_ms()
+        self.call.emit(
+            SpeechEnded(
+                self.call.call_id,
+                now,
+                ended.last_speech_ms,
+                turn_id=ended.turn_id,
+                reason=ended.reason,
+                silence_ms=ended.silence_ms,
+                level_dbfs=ended.level_dbfs,
+            )
+        )
+        if ended.reason is TurnEnd.HANG_UP:
+            return
+        previous = self._finalising
+
+        async def finalise() -> None:
+            if previous is not None:
+                await _quietly(previous)
+            if ended.discarded:
+                await self.recognition.reset()
+                await self._listen_between_turns()
+                return
+            started = time.perf_counter()
+            if final is None:
+                with busy(self.channel):
+                    result = await self.recognition.final()
+            else:
+                result = final
+            asr_ms = round((time.perf_counter() - started) * 1000, 1)
+            await self._turn_done(ended, result, asr_ms)
+
+        self._finalising = asyncio.create_task(finalise())
+
+    async def _turn_done(self, ended: TurnEnded, heard: Recognised, asr_ms: float) -> None:
+        if not self.turns.in_turn:
+            await self.recognition.reset()
+            await self._listen_between_turns()
+        self._watch.active(self.channel.now_ms())
+        if not heard.text:
+            return  # noise, a cough, or words outside a closed grammar
+        if self._hold is not None:
+            # The agent reads it in the live transcript; the dialogue has handed over.
+            await self._hold.caller_said(heard, ended.turn_id)
+            return
+        timings = {"endpoint_ms": float(ended.silence_ms), "asr_final_ms": asr_ms}
+        self._reply(heard, ended, timings)
+
+    async def _listen_between_turns(self) -> None:
+        if not self.turns.in_turn:
+            await self.recognition.listen_for(self._expectation)
+
+    # -- replies ---------------------------------------------------------------
+
+    def _reply(self, heard: Recognised, ended: TurnEnded, timings: dict[str, float]) -> None:
+        assert self._responder is not None
+        responder, previous = self._responder, self._replying
+
+        async def reply() -> None:
+            if previous is not None:
+                await _quietly(previous)
+            with busy(self.channel):
+                answer = await responder.answer(heard, ended.turn_id, timings, ended.level_dbfs)
+            self._expectation = answer.expectation
+            await self._listen_between_turns()
+            cut = await self._say(answer.texts, ended.turn_id, ended.last_speech_ms, timings)
+            await self._after_speaking(answer.then_end, cut)
+
+        self._replying = asyncio.create_task(reply())
+
+    def _say_later(self, texts: list[str], then_end: EndReason | None = None) -> None:
+        """Bot speech the caller did not ask for: greeting, reprompts, the time limit."""
+        previous = self._replying
+
+        async def say() -> None:
+            if previous is not None:
+                await _quietly(previous)
+            assert self.call is not None
+            cut = await self._say(texts, self.call.turn_id, None, {})
+            await self._after_speaking(then_end, cut)
+
+        self._replying = asyncio.create_task(say())
+
+    async def _say(
+        self, texts: list[str], turn_id: int, from_ms: int | None, timings: dict[str, float]
+    ) -> bool:
+        """Speaks; True when the caller cut it short."""
+        assert self._voice is not None
+        spoken = await self._voice.say(texts, turn_id, from_ms, timings)
+        self._watch.active(self.channel.now_ms())
+        return spoken.interrupted
+
+    async def _after_speaking(self, then_end: EndReason | None, interrupted: bool) -> None:
+        assert self.call is not None
+        if then_end is None:
+            return
+        if then_end is EndReason.TRANSFERRED and HoldController.possible(
+            self.engine, self.call, self.hold_pcm
+        ):
+            self._holding = asyncio.create_task(self._wait_on_hold())
+        elif not (interrupted and then_end is EndReason.BOT_HANG_UP):
+            # A transfer or goodbye cut short still happens; only the bot's own
+            # hang-up waits, since the caller came in with more to say.
+            self._end_reason = then_end
+
+    async def _wait_on_hold(self) -> None:
+        assert self.call is not None and self._voice is not None and self.hold_pcm is not None
+        self._hold = HoldController(
+            self.engine, self.call, self.channel, self._voice, self.settings, self.hold_pcm
+        )
+        try:
+            reason = await self._hold.wait(await caller_number(self.engine, self.call))
+        finally:
+            self._hold = None
+        if reason is not None:
+            self._end_reason = reason
+        else:
+            self._watch.active(self.channel.now_ms())
+
+    # -- quiet -----------------------------------------------------------------
+
+    def _check_prompts(self) -> None:
+        if self._hold is not None or self.call is None:
+            return
+        now = self.channel.now_ms()
+        quiet = self._idle() and not _running(self._judging)
+        prompt = self._watch.tick(now, quiet)
+        if prompt is None:
+            return
+        dialogue = self.engine.dialogue_of(self.call)
+        assert self._voice is not None
+        if prompt is Prompt.TIME_LIMIT:
+            self._voice.interrupt()
+            texts = [dialogue.response_text(Response.CALL_TIME_LIMIT)]
+            self._say_later(texts, EndReason.TIME_LIMIT)
+        elif prompt is Prompt.GOODBYE:
+            self._say_later([dialogue.response_text(Response.SILENCE_GOODBYE)], EndReason.SILENCE)
+        elif prompt is Prompt.REPEAT and self._voice.last_texts:
+            self._say_later(list(self._voice.last_texts))
+        else:
+            self._say_later([dialogue.response_text(Response.STILL_THERE)])
+
+
+def _running(task: asyncio.Task[None] | None) -> bool:
+    return task is not None and not task.done()
+
+
+async def _quietly(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await task
+        except Exception:  # the earlier step's failure was logged where it happened
+            log.exception("an earlier step of the call failed")

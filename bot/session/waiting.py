@@ -1,0 +1,129 @@
+"""On hold: a voice caller waiting for an agent.
+
+The hold line (``bot.hold.HoldLine``) says what happens at each step of the
+wait and follows the queue's change feed; this controller plays the hold
+music between steps, speaks what the steps say (music stops first), takes the
+caller's words on hold (kept for the agent; a yes to the callback offer
+swaps the wait for a callback task) and reports how the wait ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bot.call import Call, CallEngine
+from bot.events import EndReason
+from bot.expectations import is_yes
+from bot.hold import HoldLine, convert_to_callback, hold_chunks
+from bot.responses import Response
+from bot.session.contracts import Channel, Recognised, VoiceSettings
+from bot.session.speaking import BotVoice
+from bot.session.working import busy
+
+log = logging.getLogger(__name__)
+
+
+class HoldController:
+    def __init__(
+        self,
+        engine: CallEngine,
+        call: Call,
+        channel: Channel,
+        voice: BotVoice,
+        settings: VoiceSettings,
+        hold_pcm: bytes,
+    ) -> None:
+        self._engine = engine
+        self._call = call
+        self._channel = channel
+        self._voice = voice
+        self._settings = settings
+        self._music_pieces = hold_chunks(hold_pcm, settings.hold_music_piece_seconds)
+        self._music: asyncio.Task[None] | None = None
+        self._speaking = asyncio.Lock()
+        self._callback_offered = False
+        self._ended: EndReason | None = None
+
+    @staticmethod
+    def possible(engine: CallEngine, call: Call, hold_pcm: bytes | None) -> bool:
+        return hold_pcm is not None and call.queue_item_id is not None and engine.queue is not None
+
+    async def wait(self, caller_number: str | None) -> EndReason | None:
+        """Holds the caller until the wait ends: the reason the call ends, or
+        None when the agent sends the caller back to the bot."""
+        call, settings = self._call, self._settings
+        line = HoldLine(
+            self._engine,
+            call,
+            settings.hold_announce_seconds,
+            settings.callback_offer_seconds,
+            caller_number,
+        )
+        self._start_music()
+        try:
+            while self._ended is None:
+                with busy(self._channel):
+                    step = await line.next_step(self._channel.now_ms())
+                if step.offers_callback:
+                    self._callback_offered = True
+                if step.say:
+                    await self.say(list(step.say))
+                if step.end_reason:
+                    return EndReason(step.end_reason)
+                if step.back_to_bot:
+                    return None
+                await line.wait_for_change(settings.hold_music_piece_seconds)
+            return self._ended
+        finally:
+            await self._stop_music()
+            line.close()
+
+    async def say(self, texts: list[str]) -> None:
+        async with self._speaking:
+            await self._stop_music()
+            await self._voice.say(texts, self._call.turn_id)
+            if self._ended is None:
+                self._start_music()
+
+    async def caller_said(self, heard: Recognised, turn_id: int) -> None:
+        """The caller's words on hold: for the agent; an answer to the offer."""
+        call = self._call
+        self._engine.record_caller_speech(call, heard.text, heard.confidence, turn_id)
+        if not self._callback_offered:
+            return
+        self._callback_offered = False
+        dialogue = self._engine.dialogue_of(call)
+        number = call.caller_number or await _number_given(self._engine, call)
+        if is_yes(heard.text) and number and await convert_to_callback(self._engine, call, number):
+            self._ended = EndReason.CALLBACK_ARRANGED
+            await self.say([dialogue.response_text(Response.CALLBACK_ARRANGED)])
+        else:
+            await self.say([dialogue.response_text(Response.KEEP_WAITING)])
+
+    def _start_music(self) -> None:
+        async def play() -> None:
+            while True:
+                await self._channel.play(next(self._music_pieces))
+
+        self._music = asyncio.create_task(play())
+
+    async def _stop_music(self) -> None:
+        if self._music is None:
+            return
+        self._music.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._music
+        self._music = None
+        self._channel.stop_playback()
+
+
+async def _number_given(engine: CallEngine, call: Call) -> str | None:
+    number = (await engine.dialogue_of(call).slots(call.call_id)).get("phone_number")
+    return str(number) if number else None
+
+
+async def caller_number(engine: CallEngine, call: Call) -> str | None:
+    """The number to call back: the line's caller ID, else the one the caller gave."""
+    return call.caller_number or await _number_given(engine, call)
