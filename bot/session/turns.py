@@ -60,7 +60,7 @@ TRAILING_WORDS = frozenset(
     and but so or because cause um uh er erm ah hmm mm like then also plus
     the a an my your our their this that these those his her its
     to of for from with about at in on into by as than if when while which who
-    is are was were be been i i'm it's it there's i've i'd we we're you
+    is are was were be been i i'm it's there's i've i'd we we're
     can could would should will just well um-hm
     """.split()
 )
@@ -189,6 +189,7 @@ class TurnDetector:
         self._paused = False
         self._power_sum = 0.0
         self._speech_frames = 0
+        self._run_power: list[float] = []
         # After an early end: the frames since, and the speech and silence in them.
         self._held: list[bytes] | None = None
         self._held_speech_ms = 0
@@ -220,6 +221,10 @@ class TurnDetector:
         if self._held is not None:
             return self._held_frame(pcm, speech)
         self._ring.append(pcm)
+        power = 10 ** (level_dbfs / 10) if speech else 0.0
+        if not self._in_turn:
+            # The speech run that may become a turn: its frames count in its level.
+            self._run_power = [*self._run_power, power] if speech else []
         step = Step()
         for event in self._segmenter.process(speech, FRAME_MS):
             # (A turn started from held audio is already on when the segmenter starts.)
@@ -234,11 +239,13 @@ class TurnDetector:
                 return step
         if not self._in_turn:
             return step
-        if not step.audio:
+        started_now = bool(step.audio)
+        if not started_now:
             step.audio.append(pcm)
         if speech:
-            self._power_sum += 10 ** (level_dbfs / 10)
-            self._speech_frames += 1
+            if not started_now:
+                self._power_sum += power
+                self._speech_frames += 1
             self._paused = False
             return step
         silence = self._now_ms - self._last_speech_ms
@@ -296,8 +303,9 @@ class TurnDetector:
         self._completeness = Completeness.OPEN
         self._judged_words = None
         self._paused = False
-        self._power_sum = 0.0
-        self._speech_frames = 0
+        self._power_sum = sum(self._run_power)
+        self._speech_frames = len(self._run_power)
+        self._run_power = []
         back = (self._segmenter.now_ms - event.audio_start_ms) // FRAME_MS
         step.audio.extend(list(self._ring)[-back:] if back > 0 else [])
         # The segmenter's clock skips frames held after an early end: count back.

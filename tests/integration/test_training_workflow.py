@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.events import BotTurn, CallEnded, CallStarted, TranscriptFinal
+from bot.events import BotTurn, CallEnded, CallStarted, EndReason, TranscriptFinal
 from bot.settings import load_settings
 from bot.store import CallStore
 from bot.training import data_files
@@ -35,7 +35,7 @@ def said(workflow: TrainingWorkflow, call_id: str, text: str, intent: str = "nlu
     store.listener(CallStarted(call_id, 0, "text"))
     store.listener(TranscriptFinal(call_id, 10, text, 1.0))
     store.listener(BotTurn(call_id, 20, user=text, intent=intent, confidence=0.3))
-    store.listener(CallEnded(call_id, 30, "hangup"))
+    store.listener(CallEnded(call_id, 30, EndReason.CALLER_HANG_UP))
     store.close()
 
 

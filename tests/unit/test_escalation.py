@@ -86,6 +86,18 @@ def test_shouting_is_frustration(rules: EscalationRules) -> None:
     assert detect(rules, [calm]) is None
 
 
+def test_a_turn_much_louder_than_the_callers_own_is_shouting(rules: EscalationRules) -> None:
+    def said(intent: str, level: float) -> CallerTurn:
+        return CallerTurn("about my order", intent, loudness_dbfs=level)
+
+    calm = [said("order_status", -30.0), said("refund_status", -28.0)]
+    # One caller's turns wander by a few dB (the recordings we measured: 6 dB).
+    assert detect(rules, [*calm, said("return_item", -24.5)]) is None
+    assert detect(rules, [*calm, said("return_item", -17.0)]) == "caller_frustrated"
+    # A first turn has nothing to compare with: only near-clipping counts.
+    assert detect(rules, [said("order_status", -12.0)]) is None
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

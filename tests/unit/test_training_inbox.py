@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.events import BotTurn, CallEnded, CallStarted, Escalated, TranscriptFinal
+from bot.events import BotTurn, CallEnded, CallStarted, EndReason, Escalated, TranscriptFinal
 from bot.privacy import Redactor
 from bot.store import CallStore, turns
 from bot.training.inbox import (
@@ -54,7 +54,7 @@ def call(
     if escalate:
         store.listener(Escalated(call_id, 9000, escalate))
     if end:
-        store.listener(CallEnded(call_id, 10_000, "hangup"))
+        store.listener(CallEnded(call_id, 10_000, EndReason.CALLER_HANG_UP))
     store.flush()
 
 
