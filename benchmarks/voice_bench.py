@@ -128,17 +128,22 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def words_heard(model: Any, name: str) -> int:
-    """How many words the decoder puts out for a whole recording."""
+    """How many words the decoder's partial results reach for a whole
+    recording (its final result may hold a word or two more)."""
     from bot.pcm import FRAME_BYTES
 
     rec = model.new_recogniser()
     pcm = recording(name).tobytes() + bytes(32000)
-    words = 0
+    done = most = 0
     for i in range(0, len(pcm), FRAME_BYTES):
         result = rec.accept(pcm[i : i + FRAME_BYTES].ljust(FRAME_BYTES, b"\0"))
-        if result is not None and result.is_final:
-            words += len(result.text.split())
-    return words + len(rec.final().text.split())
+        if result is None:
+            continue
+        if result.is_final:
+            done, most = done + len(result.text.split()), 0
+        else:
+            most = max(most, len(result.text.split()))
+    return max(1, done + most)
 
 
 async def run_calls(
@@ -179,7 +184,7 @@ async def run_calls(
             for event in events:
                 data = event.to_dict()
                 if data["event"] == "bot_speech_started" and data["response_ms"] is not None:
-                    turns.append({**data, "end": ends.get(data["turn_id"], "?")})
+                    turns.append({**data, "end": ends.get(data["turn_id"], "?"), "call": n})
     return turns
 
 
@@ -395,6 +400,18 @@ def main() -> int:
         },
         "turns": len(turns),
         "turn_ends": dict(sorted(collections.Counter(t["end"] for t in turns).items())),
+        "endpoint_wait_by_sentence": {
+            sentence: dict(
+                sorted(
+                    collections.Counter(
+                        str(t["timings"]["endpoint_ms"])
+                        for t in turns
+                        if t["text"] and t["turn_id"] == k + 1
+                    ).items()
+                )
+            )
+            for k, sentence in enumerate(CALL_SCRIPT)
+        },
         "end_of_speech_to_first_audio_ms": percentiles(response),
         "endpoint_to_first_audio_ms": percentiles(after_endpoint),
         "stages": {name: percentiles(values) for name, values in stages.items()},

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 ESCALATION_SLOT = "escalation_reason"
 HANG_UP_RESPONSES = frozenset({"utter_goodbye"})
+# A preview of the bot's next words stops after this many responses.
+_PREVIEW_MAX_RESPONSES = 3
 _ACTION_FAILED_PREFIX = "Encountered an exception while running action"
 
 # The turn being handled in the current asyncio task; the log handler below
@@ -207,6 +209,51 @@ class Dialogue:
         parsed = await self._agent.parse_message(text)
         intent = parsed.get("intent") or {}
         return str(intent.get("name") or ""), float(intent.get("confidence") or 0.0)
+
+    async def preview(self, call_id: str, text: str) -> tuple[str, ...]:
+        """What the bot would say next to ``text``, predicted on a copy of the
+        call's tracker: nothing is saved and no action runs.
+
+        Only plain responses are predicted, up to the next listen; when the
+        next step is a custom action or a form (whose words depend on what it
+        does), the preview stops there. Responses filled from slots are left out.
+        """
+        from rasa.core.channels.channel import UserMessage
+        from rasa.shared.core.events import (
+            ActionExecuted,
+            BotUttered,
+            SessionStarted,
+            UserUttered,
+        )
+
+        processor, domain = self._agent.processor, self._agent.domain
+        assert processor is not None and domain is not None
+        tracker = (await self._tracker(call_id)).copy()
+        if not tracker.events:
+            # The call's first words: Rasa starts the session before them.
+            for event in (
+                ActionExecuted("action_session_start"),
+                SessionStarted(),
+                ActionExecuted("action_listen"),
+            ):
+                tracker.update(event)
+        parsed = await processor.parse_message(UserMessage(text, sender_id=call_id), tracker)
+        tracker.update(UserUttered(text, parsed["intent"], parsed["entities"], parsed), domain)
+        said: list[str] = []
+        for _ in range(_PREVIEW_MAX_RESPONSES):
+            prediction = processor.predict_next_with_tracker(tracker)
+            if prediction is None:
+                break
+            action = max(prediction["scores"], key=lambda score: score["score"])["action"]
+            if not action.startswith("utter_") or action not in domain.responses:
+                break
+            words = self.response_text(action)
+            if "{" in words:
+                break
+            said.append(words)
+            tracker.update(ActionExecuted(action))
+            tracker.update(BotUttered(words, metadata={"utter_action": action}))
+        return tuple(said)
 
     async def warm_up(self) -> None:
         """Runs the models once, so the first caller does not wait for

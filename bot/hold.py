@@ -28,6 +28,7 @@ from typing import TypeVar
 from bot.call import Call, CallEngine, speak_wait
 from bot.pcm import FRAME_BYTES
 from bot.queue import AgentQueue, QueueItem, QueueWatcher
+from bot.responses import Response
 
 log = logging.getLogger(__name__)
 
@@ -181,26 +182,26 @@ class HoldLine:
         loop = asyncio.get_running_loop()
         if item is None or item.status == "resolved":
             return HoldStep(
-                say=(dialogue.response_text("utter_agent_finished"),), end_reason="resolved"
+                say=(dialogue.response_text(Response.AGENT_FINISHED),), end_reason="resolved"
             )
         if item.status == "returned":
-            return HoldStep(say=(dialogue.response_text("utter_back_with_bot"),), back_to_bot=True)
+            return HoldStep(say=(dialogue.response_text(Response.BACK_WITH_BOT),), back_to_bot=True)
         if item.status == "claimed" and not self._agent_joined:
             self._agent_joined = True
-            return HoldStep(say=(dialogue.response_text("utter_agent_joined"),))
+            return HoldStep(say=(dialogue.response_text(Response.AGENT_JOINED),))
         if item.status == "waiting" and not self._offer_considered:
             # A long wait: the caller may rather be called back on the number we have.
             self._offer_considered = True
             wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
             if self._caller_number and wait > self._callback_offer_seconds:
-                text = dialogue.response_text("utter_offer_callback").format(
+                text = dialogue.response_text(Response.OFFER_CALLBACK).format(
                     wait=speak_wait(wait), number=speak_number(self._caller_number)
                 )
                 return HoldStep(say=(text,), offers_callback=True)
         if item.status == "waiting" and self._announcement_due(now_ms):
             self._last_announce_ms = now_ms
             wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
-            text = dialogue.response_text("utter_queue_position").format(
+            text = dialogue.response_text(Response.QUEUE_POSITION).format(
                 position=await loop.run_in_executor(None, queue.position, item.id),
                 wait=speak_wait(wait),
             )

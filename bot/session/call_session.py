@@ -95,6 +95,7 @@ class CallSession:
         self._replying: asyncio.Task[None] | None = None
         self._judging: asyncio.Task[None] | None = None
         self._holding: asyncio.Task[None] | None = None
+        self._pause: Pause | None = None
         self._hold: HoldController | None = None
         self._end_reason: EndReason | None = None
         self._recorder: CallRecorder | None = None
@@ -229,15 +230,19 @@ class CallSession:
         )
 
     def _judge(self, pause: Pause) -> None:
-        """Judges the words at a pause, beside the frame loop."""
+        """Judges the words at a pause, beside the frame loop (the latest
+        words only, if they change while an earlier judgement runs)."""
         assert self._responder is not None
         responder = self._responder
+        self._pause = pause
 
         async def judge() -> None:
-            with busy(self.channel):
-                complete = await responder.judge(pause.words)
-            if self.turns.turn_id == pause.turn_id:
-                self.turns.judged(pause.words, complete)
+            while self._pause is not None:
+                latest, self._pause = self._pause, None
+                with busy(self.channel):
+                    complete = await responder.judge(latest.words, self.speaker)
+                if self.turns.turn_id == latest.turn_id:
+                    self.turns.judged(latest.words, complete)
 
         if not _running(self._judging):
             self._judging = asyncio.create_task(judge())

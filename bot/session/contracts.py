@@ -48,6 +48,7 @@ class Channel(Protocol):
 
 class Speaker(Protocol):
     def stream(self, text: str) -> AsyncIterator[bytes]: ...
+    def prepare(self, text: str) -> None: ...
 
 
 class SpeechDetector(Protocol):

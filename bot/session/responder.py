@@ -20,7 +20,7 @@ from bot.call import Call, CallEngine
 from bot.events import EndReason
 from bot.expectations import Expectation, expectation_for
 from bot.responses import Response
-from bot.session.contracts import Recognised, VoiceSettings
+from bot.session.contracts import Recognised, Speaker, VoiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,24 @@ class Responder:
         self._unsure_streak = 0
         self._judgements: dict[str, bool] = {}
 
-    async def judge(self, words: str) -> bool:
-        """Whether the words so far are a whole request the dialogue is sure of."""
+    async def judge(self, words: str, speaker: Speaker | None = None) -> bool:
+        """Whether the words so far are a whole request the dialogue is sure of.
+
+        When they are, the reply's first words are rendered ahead on
+        ``speaker`` (if the dialogue can tell them without running an action):
+        speculative work, wasted and harmless if the caller goes on."""
         if words not in self._judgements:
             dialogue = self._engine.dialogue_of(self._call)
             try:
                 intent, confidence = await dialogue.parse(words)
+                complete = intent not in _NOT_A_REQUEST and confidence >= self._complete_confidence
+                if complete and speaker is not None:
+                    for text in await dialogue.preview(self._call.call_id, words):
+                        speaker.prepare(text)
             except Exception as exc:  # no judgement: the turn ends on the usual silence
                 log.warning("call %s: judging a pause failed: %s", self._call.call_id, exc)
                 return False
-            self._judgements = {
-                words: intent not in _NOT_A_REQUEST and confidence >= self._complete_confidence
-            }
+            self._judgements = {words: complete}
         return self._judgements[words]
 
     async def answer(

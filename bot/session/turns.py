@@ -264,10 +264,15 @@ class TurnDetector:
         step = Step()
         if not self._in_turn:
             return step
+        changed = words != self._words
         self._words = words
         if self._judged_words != words or completeness is Completeness.COMPLETE_ANSWER:
             self._completeness = completeness
             self._judged_words = None
+        if changed and self._paused and completeness is not Completeness.COMPLETE_ANSWER:
+            # The recogniser caught up with the caller's last words during
+            # the pause: these words are the ones to judge.
+            step.signals.append(Pause(self.turn_id, words))
         if completeness is Completeness.COMPLETE_ANSWER:
             self._segmenter.force_end()
             step.signals.append(self._end(TurnEnd.COMPLETE_ANSWER))

@@ -141,6 +141,13 @@ class Synthesiser:
         """PCM for `text`, awaited without blocking the event loop."""
         return await asyncio.wrap_future(self._request(text))
 
+    def prepare(self, text: str) -> None:
+        """Renders the first piece of ``text`` ahead, into the caches, so that
+        speaking it later starts at once; returns without waiting."""
+        pieces = split_sentences(text)
+        if pieces:
+            self._request(pieces[0])
+
     async def stream(self, text: str) -> AsyncGenerator[bytes, None]:
         """PCM piece by piece (see split_sentences); the next piece renders meanwhile."""
         pieces = split_sentences(text)

@@ -60,6 +60,20 @@ def named(events: list[CallEvent], name: str) -> list[CallEvent]:
     return [e for e in events if e.name == name]
 
 
+def assert_pairs(events: list[CallEvent], start: str, end: str) -> None:
+    """Each start is followed by its end before the next start; none left open."""
+    open_turn: int | None = None
+    for event in events:
+        data = event.to_dict()
+        if data["event"] == start:
+            assert open_turn is None, f"{start} twice without {end}"
+            open_turn = data["turn_id"]
+        elif data["event"] == end:
+            assert open_turn == data["turn_id"], f"{end} without its {start}"
+            open_turn = None
+    assert open_turn is None
+
+
 def test_a_whole_call_from_a_file(
     call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
 ) -> None:
@@ -91,6 +105,15 @@ def test_a_whole_call_from_a_file(
     assert turns[1]["entities"] == {"order_id": "12345"}
     ended = events[-1].to_dict()
     assert ended["reason"] == "bot_hang_up"
+    # Speech events pair up, in order, and the caller's carry their turn's id.
+    assert_pairs(events, "speech_started", "speech_ended")
+    assert_pairs(events, "bot_speech_started", "bot_speech_ended")
+    caller_turns = [e.to_dict()["turn_id"] for e in named(events, "speech_ended")]
+    assert caller_turns == [1, 2, 3]
+    assert [e.to_dict()["turn_id"] for e in named(events, "bot_turn")] == [1, 2, 3]
+    assert [e.to_dict()["turn_id"] for e in named(events, "transcript_final")] == [1, 2, 3]
+    answers = [e.to_dict()["turn_id"] for e in named(events, "bot_speech_started")]
+    assert answers == [0, 1, 2, 3]  # the greeting, then one answer per turn
     # The greeting starts the call; each reply is timed from the caller's last word.
     spoken = [e.to_dict() for e in named(events, "bot_speech_started")]
     assert spoken[0]["t_ms"] < 200 and spoken[0]["response_ms"] is None
@@ -204,8 +227,10 @@ def test_two_unclear_answers_in_a_row_escalate(
     inbox = ReviewInbox(call_engine.store.engine, Redactor())
     shown = {i.text for i in inbox.items(InboxFilter(reason="low_asr_confidence"))}
     assert {"where is it", "the thing"} <= shown
-    # The caller waited on hold and hung up (the file ended): an abandoned call.
+    # The caller waited on hold and hung up (the file ended): an abandoned
+    # call, ended when the caller's audio did.
     assert events[-1].to_dict()["reason"] == "caller_hang_up"
+    assert events[-1].t_ms <= (6 + 6 + 8) * 1000 + len(mumble) * 2000 // RATE + 200
     assert call_engine.queue is not None
     assert all(i.call_id != events[0].call_id for i in call_engine.queue.waiting())
     change = next(c for c in reversed(call_engine.queue.changes_since(0)) if c.kind == "abandoned")
