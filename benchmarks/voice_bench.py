@@ -400,18 +400,16 @@ def main() -> int:
         },
         "turns": len(turns),
         "turn_ends": dict(sorted(collections.Counter(t["end"] for t in turns).items())),
-        "endpoint_wait_by_sentence": {
-            sentence: dict(
-                sorted(
-                    collections.Counter(
-                        str(t["timings"]["endpoint_ms"])
-                        for t in turns
-                        if t["text"] and t["turn_id"] == k + 1
-                    ).items()
-                )
-            )
-            for k, sentence in enumerate(CALL_SCRIPT)
-        },
+        "slowest_turns": [
+            {
+                "call": t["call"],
+                "turn_id": t["turn_id"],
+                "ended_by": t["end"],
+                "response_ms": t["response_ms"],
+                "timings": t["timings"],
+            }
+            for t in sorted(turns, key=lambda t: -t["response_ms"])[:6]
+        ],
         "end_of_speech_to_first_audio_ms": percentiles(response),
         "endpoint_to_first_audio_ms": percentiles(after_endpoint),
         "stages": {name: percentiles(values) for name, values in stages.items()},

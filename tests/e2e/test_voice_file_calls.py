@@ -371,3 +371,30 @@ def test_a_long_wait_is_offered_a_call_back(
     mine = [i for i in queue.waiting() if i.call_id == events[0].call_id]
     assert [(i.kind, i.caller_number) for i in mine] == [("callback", "07700900123")]
     assert "chose a call back" in mine[0].summary
+
+
+def test_words_straight_after_a_complete_answer_are_the_next_turn(
+    call_engine: CallEngine, isolated_settings: Settings, tmp_path: Path
+) -> None:
+    """The order number ends its turn as soon as it is complete; the caller
+    goes straight on, and those words are heard as the next turn, not lost."""
+    sentences = ["where is my order", "one two three four five", "and i want to cancel it"]
+    caller = caller_file(
+        tmp_path,
+        [
+            silence(6.0),
+            speak(sentences[0], tmp_path),
+            silence(6.0),
+            speak("one two three four five and i want to cancel it", tmp_path),
+            silence(8.0),
+        ],
+    )
+    events, _ = run_call(call_engine, isolated_settings, caller, sentences, tmp_path / "e.wav")
+    ends = [e.to_dict()["reason"] for e in named(events, "speech_ended")]
+    assert ends[:2] == ["silence", "complete_answer"]
+    assert [e.to_dict()["text"] for e in named(events, "transcript_final")] == sentences
+    assert_pairs(events, "speech_started", "speech_ended")
+    third = named(events, "speech_started")[2]
+    second_end = named(events, "speech_ended")[1]
+    # The next turn began from the audio right after the early end.
+    assert third.t_ms - second_end.t_ms <= 400
