@@ -58,6 +58,10 @@ class RecognitionStage:
         await self._run(self._recogniser.set_grammar, expectation.grammar())
 
     def close(self) -> None:
+        """Hands the recogniser back (a warm decoder serves the next call)."""
+        close = getattr(self._recogniser, "close", None)
+        if callable(close):
+            self._thread.submit(close)
         self._thread.shutdown(wait=False)
 
     async def _run(self, fn: Callable[..., _T], *args: object) -> _T:

@@ -8,6 +8,15 @@ Vosk 0.3.45 cannot change its end-of-utterance rules at run time (no
 ``SetEndpointerDelays``); they are read from the model's ``conf/model.conf``.
 ``prepare_model_dir`` therefore builds a twin of the model folder (symlinks to
 the large files) whose ``model.conf`` carries the configured rules.
+
+What a call costs: Vosk composes the free-speech decoding graph (HCLr with
+Gr) lazily, per recogniser, and keeps what it has built. A new recogniser
+pays for that on every sound it meets for the first time; one that has
+decoded 40 s of other speech costs a third to a half of the CPU on new speech
+(benchmarks/asr_cost_bench.py). So free-speech decoders outlive calls: a
+finished call's decoder goes back to its model and the next call starts
+with it. Grammars get a decoder of their own, so a closed question does not
+throw the warm free-speech graph away (Vosk's SetGrammar rebuilds it).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import os
 import shutil
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +82,13 @@ class AsrSettings:
     # does not absorb noise (the small Korean model); English models have a
     # working "[unk]" and need none.
     grammar_filler_words: tuple[str, ...] = ()
+    # Free-speech decoders kept between calls, warm (0: a new one per call).
+    # Each holds the part of the decoding graph it has built: about 100 MB
+    # after 20-40 s of speech, 240 MB after 150 s (the small Korean model).
+    warm_decoders: int = 8
+    # A kept decoder is dropped once it has decoded this much audio, which
+    # bounds the memory its graph can take.
+    warm_decoder_max_audio_seconds: float = 1800.0
 
     def __post_init__(self) -> None:
         for name in _ENDPOINT_RULES:
@@ -81,6 +98,10 @@ class AsrSettings:
             raise ValueError("max_alternatives must not be negative")
         if not 0.0 <= self.low_confidence <= 1.0:
             raise ValueError("low_confidence must be within 0..1")
+        if self.warm_decoders < 0:
+            raise ValueError("warm_decoders must not be negative")
+        if self.warm_decoder_max_audio_seconds <= 0:
+            raise ValueError("warm_decoder_max_audio_seconds must be positive")
 
 
 @dataclass(frozen=True)
@@ -187,6 +208,8 @@ class AsrModel:
         self._model: Any = None
         self._prepared_dir: Path | None = None
         self._unknown_symbol: str | None = None
+        self._warm: list[_Decoder] = []
+        self._warm_lock = threading.Lock()
 
     @property
     def prepared_dir(self) -> Path | None:
@@ -239,8 +262,34 @@ class AsrModel:
         return self._unknown_symbol
 
     def new_recogniser(self) -> Recogniser:
-        """A recogniser for one call (cheap; loads the model first if needed)."""
-        return Recogniser(self, self._loaded())
+        """A recogniser for one call (cheap; loads the model first if needed).
+
+        Its free-speech decoder is a kept one when there is one; it comes back
+        when the recogniser is closed or garbage-collected.
+        """
+        vosk_model = self._loaded()
+        with self._warm_lock:
+            warm = self._warm.pop() if self._warm else None
+        return Recogniser(self, vosk_model, warm)
+
+    @property
+    def warm_decoders(self) -> int:
+        """Free-speech decoders waiting for the next call."""
+        with self._warm_lock:
+            return len(self._warm)
+
+    def _keep_warm(self, decoder: _Decoder) -> None:
+        # Runs when a call's recogniser is closed or collected: nobody else
+        # holds the decoder, so it can be flushed here, on any thread.
+        worn = decoder.samples >= self.settings.warm_decoder_max_audio_seconds * (
+            self.settings.sample_rate_hz
+        )
+        if worn or self.warm_decoders >= self.settings.warm_decoders:
+            return
+        decoder.restart()
+        with self._warm_lock:
+            if len(self._warm) < self.settings.warm_decoders:
+                self._warm.append(decoder)
 
     def _loaded(self) -> Any:
         if self._model is None:
@@ -255,28 +304,79 @@ def _confidence_from_scores(scores: list[float]) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 
+class _Decoder:
+    """One Vosk recogniser, with the state Vosk does not report.
+
+    ``samples`` is all the audio it was ever given: Vosk times words from its
+    first sample. ``state``: "fresh" when the next audio starts a new round
+    (new features and i-vector, as in a newly made recogniser), "running"
+    inside an utterance, "ended" after Vosk's endpoint or a reset (the next
+    utterance would carry on with the same features).
+    """
+
+    def __init__(self, kaldi: Any, grammar_json: str | None) -> None:
+        self.kaldi = kaldi
+        self.grammar_json = grammar_json
+        self.samples = 0
+        self.state = "fresh"
+
+    def restart(self) -> None:
+        """Drops what it holds, so the next audio starts a new round: what
+        Vosk's SetGrammar does, without rebuilding the decoding graph."""
+        if self.state == "ended":
+            self.kaldi.AcceptWaveform(b"")  # running again, with no new audio
+            self.state = "running"
+        if self.state == "running":
+            self.kaldi.FinalResult()  # frees the features; the next audio starts anew
+        self.state = "fresh"
+
+
 class Recogniser:
     """One call's recogniser: feed audio, read partial and final results.
 
     Use it from one worker thread at a time. Results are for 16-bit mono PCM
-    at ``settings.sample_rate_hz``.
+    at ``settings.sample_rate_hz``. Word times are seconds of the audio this
+    recogniser was given, whichever decoder heard them.
     """
 
-    def __init__(self, model: AsrModel, vosk_model: Any) -> None:
+    def __init__(self, model: AsrModel, vosk_model: Any, warm: _Decoder | None = None) -> None:
         self._model = model
+        self._vosk_model = vosk_model
         self.settings = model.settings
-        vosk = _import_vosk()
-        try:
-            self._kaldi = vosk.KaldiRecognizer(vosk_model, float(self.settings.sample_rate_hz))
-        except Exception as error:
-            raise AsrError("recogniser_failed", f"Vosk could not start: {error}") from error
-        # Words are always requested: confidences come from them.
-        self._kaldi.SetWords(True)
-        self._kaldi.SetMaxAlternatives(self.settings.max_alternatives)
+        self._free = warm or self._new_decoder(None)
+        self._grammar_decoder: _Decoder | None = None
+        self._active = self._free
+        self._closed = False
+        # The free-speech decoder goes back to the model when the call is over.
+        self._finalizer = weakref.finalize(self, model._keep_warm, self._free)
+        self._finalizer.atexit = False
         self._grammar: tuple[str, ...] | None = None
         self._dropped = set(UNKNOWN_WORDS)
         self._samples = 0
+        # Decoder clock minus this recogniser's clock, in samples.
+        self._offset = self._free.samples
         self._last_partial = ""
+
+    def _new_decoder(self, grammar_json: str | None) -> _Decoder:
+        vosk = _import_vosk()
+        rate = float(self.settings.sample_rate_hz)
+        try:
+            if grammar_json is None:
+                kaldi = vosk.KaldiRecognizer(self._vosk_model, rate)
+            else:
+                kaldi = vosk.KaldiRecognizer(self._vosk_model, rate, grammar_json)
+        except Exception as error:
+            raise AsrError("recogniser_failed", f"Vosk could not start: {error}") from error
+        # Words are always requested: confidences come from them.
+        kaldi.SetWords(True)
+        kaldi.SetMaxAlternatives(self.settings.max_alternatives)
+        return _Decoder(kaldi, grammar_json)
+
+    def close(self) -> None:
+        """Ends the call: the free-speech decoder goes back to the model for
+        the next call (also done when the recogniser is garbage-collected)."""
+        self._closed = True
+        self._finalizer()
 
     @property
     def grammar(self) -> tuple[str, ...] | None:
@@ -293,10 +393,14 @@ class Recogniser:
         (Vosk ends long stretches of silence too)."""
         if not frame or len(frame) % 2:
             raise AsrError("bad_audio", f"audio must be 16-bit PCM, got {len(frame)} bytes")
+        decoder = self._decoder()
         self._samples += len(frame) // 2
-        if self._kaldi.AcceptWaveform(bytes(frame)):
-            return self._final(self._kaldi.Result())
-        partial = json.loads(self._kaldi.PartialResult()).get("partial", "")
+        decoder.samples += len(frame) // 2
+        decoder.state = "running"
+        if decoder.kaldi.AcceptWaveform(bytes(frame)):
+            decoder.state = "ended"
+            return self._final(decoder.kaldi.Result())
+        partial = json.loads(decoder.kaldi.PartialResult()).get("partial", "")
         text = " ".join(w for w in partial.split() if w not in self._dropped)
         if text == self._last_partial:
             return None
@@ -305,11 +409,18 @@ class Recogniser:
 
     def final(self) -> AsrResult:
         """Ends the utterance now and returns what was said in it."""
-        return self._final(self._kaldi.FinalResult())
+        decoder = self._decoder()
+        result = decoder.kaldi.FinalResult()
+        if decoder.state == "running":
+            decoder.state = "fresh"  # Vosk freed the features: the next audio starts anew
+        return self._final(result)
 
     def reset(self) -> None:
         """Drops the utterance in progress; the grammar stays."""
-        self._kaldi.Reset()
+        decoder = self._decoder()
+        decoder.kaldi.Reset()
+        if decoder.state == "running":
+            decoder.state = "ended"
         self._last_partial = ""
 
     def set_grammar(self, phrases: list[str] | None) -> None:
@@ -325,8 +436,10 @@ class Recogniser:
                 f"{self._model.model_path} has a static graph: phrase lists need a model "
                 "with graph/HCLr.fst and graph/Gr.fst (the small Vosk models)",
             )
+        decoder = self._decoder()
+        grammar_json: str | None
         if phrases is None:
-            grammar_json = "[]"  # Vosk's spelling for "back to the full language model"
+            grammar_json = None
             self._dropped = set(UNKNOWN_WORDS)
             self._grammar = None
         else:
@@ -347,10 +460,28 @@ class Recogniser:
             grammar_json = json.dumps(known + extra, ensure_ascii=False)
             self._dropped = set(UNKNOWN_WORDS) | set(fillers)
             self._grammar = tuple(known)
-        # Vosk aborts the process when a grammar is set mid-utterance; end it first.
-        self._kaldi.Reset()
-        self._kaldi.SetGrammar(grammar_json)
+        # The utterance in progress is dropped (Vosk aborts the process when a
+        # grammar is set inside one); the next audio starts a new round.
+        decoder.restart()
+        if grammar_json is None:
+            decoder = self._free
+        elif self._grammar_decoder is None:
+            decoder = self._grammar_decoder = self._new_decoder(grammar_json)
+        else:
+            # A new graph each time, as before: grammar graphs are small and
+            # quick to build, and a fresh one keeps grammar results as they were.
+            decoder = self._grammar_decoder
+            decoder.kaldi.SetGrammar(grammar_json)
+            decoder.grammar_json = grammar_json
+        decoder.restart()
+        self._active = decoder
+        self._offset = decoder.samples - self._samples
         self._last_partial = ""
+
+    def _decoder(self) -> _Decoder:
+        if self._closed:
+            raise AsrError("recogniser_closed", "this call's recogniser was closed")
+        return self._active
 
     def _final(self, result_json: str) -> AsrResult:
         self._last_partial = ""
@@ -364,8 +495,15 @@ class Recogniser:
             alternatives = [self._clean_text(h.get("text", "")) for h in hypotheses[1:]]
         else:
             raw_words = result.get("result", [])
+        # Vosk's times (6 decimals) on this recogniser's clock.
+        offset_s = self._offset / self.settings.sample_rate_hz
         words = tuple(
-            Word(w["word"], float(w["start"]), float(w["end"]), float(w["conf"]))
+            Word(
+                w["word"],
+                round(float(w["start"]) - offset_s, 6),
+                round(float(w["end"]) - offset_s, 6),
+                float(w["conf"]),
+            )
             for w in raw_words
             if w["word"] not in self._dropped
         )

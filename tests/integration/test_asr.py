@@ -9,6 +9,8 @@ audio short.
 
 from __future__ import annotations
 
+import gc
+import json
 import shutil
 import subprocess
 import threading
@@ -326,3 +328,180 @@ def test_words_unknown_to_the_model_are_left_out_of_the_grammar(
     assert [r.text for r in finals(feed(recogniser, speech("주문 조회") + silence(0.5)))] == [
         "주문 조회"
     ]
+
+
+# -- what a call costs: decoders kept warm, grammars on a decoder of their own ----
+
+
+def old_way_finals(
+    model: AsrModel, turns: list[tuple[list[str] | None, bytes]]
+) -> list[list[tuple[str, float, tuple[tuple[str, float, float, float], ...], float]]]:
+    """The turns on one raw Vosk recogniser switched with SetGrammar, as
+    Recogniser did before it kept grammars apart: (text, confidence, words,
+    end of audio) of every final, word times on the recogniser's clock."""
+    import vosk
+
+    kaldi = vosk.KaldiRecognizer(model._loaded(), float(SAMPLE_RATE_HZ))
+    kaldi.SetWords(True)
+    kaldi.SetMaxAlternatives(0)
+    drop = {"<UNK>", "[unk]", "<unk>", *KOREAN_FILLERS}
+    samples = 0
+    out = []
+    for phrases, pcm in turns:
+        kaldi.Reset()
+        if phrases is None:
+            kaldi.SetGrammar("[]")
+        else:
+            kaldi.SetGrammar(json.dumps([*phrases, *KOREAN_FILLERS, "<UNK>"], ensure_ascii=False))
+        raw = []
+        for frame in frames(pcm):
+            samples += len(frame) // 2
+            if kaldi.AcceptWaveform(frame):
+                raw.append((kaldi.Result(), samples))
+        raw.append((kaldi.FinalResult(), samples))
+        turn = []
+        for text, at in raw:
+            result = json.loads(text)
+            all_words = result.get("result", [])
+            kept = [w for w in all_words if w["word"] not in drop]
+            if not kept:
+                continue
+            confidence = sum(w["conf"] for w in kept) / len(all_words)
+            turn.append(
+                (
+                    " ".join(w["word"] for w in kept),
+                    round(confidence, 6),
+                    tuple((w["word"], w["start"], w["end"], round(w["conf"], 6)) for w in kept),
+                    at / SAMPLE_RATE_HZ,
+                )
+            )
+        out.append(turn)
+    return out
+
+
+def new_way_finals(
+    recogniser: Recogniser, turns: list[tuple[list[str] | None, bytes]]
+) -> list[list[tuple[str, float, tuple[tuple[str, float, float, float], ...], float]]]:
+    out = []
+    for phrases, pcm in turns:
+        recogniser.reset()
+        recogniser.set_grammar(phrases)
+        out.append(
+            [
+                (
+                    r.text,
+                    round(r.confidence, 6),
+                    tuple((w.word, w.start_s, w.end_s, round(w.conf, 6)) for w in r.words),
+                    r.audio_end_s,
+                )
+                for r in finals(feed(recogniser, pcm))
+            ]
+        )
+    return out
+
+
+def test_grammar_turns_between_free_speech_turns_are_heard_as_before(
+    model: AsrModel, speech: Speech
+) -> None:
+    """Free speech keeps its own decoder while a grammar is on: the grammar
+    turns give what one recogniser switched with SetGrammar gave (same words,
+    confidences and endpoint; word boundaries within Vosk's own run-to-run
+    spread), and word times stay on the call's clock."""
+    turns: list[tuple[list[str] | None, bytes]] = [
+        (None, speech("주문 조회 해 주세요") + silence(1.0)),
+        (PHRASES, speech("주문 조회") + silence(1.5)),
+        (None, speech("환불 하고 싶어요") + silence(1.0)),
+        (PHRASES, speech("상담원 연결해 주세요") + silence(1.5)),
+        (["네", "아니요"], speech("아니요") + silence(1.5)),
+        (PHRASES, speech("네") + silence(1.5)),
+    ]
+    before = old_way_finals(model, turns)
+    after = new_way_finals(model.new_recogniser(), turns)
+    grammar_turns = [i for i, (phrases, _) in enumerate(turns) if phrases is not None]
+    for i in grammar_turns:
+        assert len(after[i]) == len(before[i])
+        for (text, conf, words, end_s), (old_text, old_conf, old_words, old_end_s) in zip(
+            after[i], before[i], strict=True
+        ):
+            assert (text, conf, end_s) == (old_text, old_conf, old_end_s)
+            assert [(w[0], w[3]) for w in words] == [(w[0], w[3]) for w in old_words]
+            # Word boundaries: the old way run twice in one process already
+            # moves a first word's start by 0.05 s (Vosk's shared graph caches).
+            for (_, start, end, _), (_, old_start, old_end, _) in zip(
+                words, old_words, strict=True
+            ):
+                assert abs(start - old_start) <= 0.1 and abs(end - old_end) <= 0.1
+    assert [[f[0] for f in after[i]] for i in grammar_turns] == [
+        ["주문 조회"],
+        ["상담원 연결해 주세요"],
+        ["아니요"],
+        ["네"],
+    ]
+    # Free-speech turns: Vosk's free search is not repeatable from run to run
+    # in one process, so only where the words lie is compared.
+    for i in (0, 2):
+        turn_start = sum(len(pcm) for _, pcm in turns[:i]) / 2 / SAMPLE_RATE_HZ
+        turn_end = turn_start + len(turns[i][1]) / 2 / SAMPLE_RATE_HZ
+        assert before[i] and after[i]
+        heard = [w for final in after[i] for w in final[2]]
+        assert turn_start <= heard[0][1] < heard[-1][2] <= turn_end
+        old_heard = [w for final in before[i] for w in final[2]]
+        assert abs(heard[0][1] - old_heard[0][1]) < 0.1
+        assert abs(heard[-1][2] - old_heard[-1][2]) < 0.1
+
+
+def test_a_finished_calls_free_speech_decoder_serves_the_next_call(
+    tmp_path: Path, speech: Speech
+) -> None:
+    settings = AsrSettings(grammar_filler_words=KOREAN_FILLERS, warm_decoders=1)
+    asr_model = AsrModel(KOREAN_MODEL, settings, tmp_path)
+    first = asr_model.new_recogniser()
+    feed(first, speech("환불 하고 싶어요") + silence(1.0))
+    # Hung up in the middle of a word: the next call must not hear it.
+    for frame in frames(speech("주문 조회")[:8000]):
+        first.accept(frame)
+    assert asr_model.warm_decoders == 0
+    first.close()
+    assert asr_model.warm_decoders == 1
+    with pytest.raises(AsrError) as caught:
+        first.accept(silence(0.02))
+    assert caught.value.code == "recogniser_closed"
+
+    second = asr_model.new_recogniser()
+    assert asr_model.warm_decoders == 0
+    fresh = AsrModel(KOREAN_MODEL, AsrSettings(warm_decoders=0), tmp_path).new_recogniser()
+    pcm = silence(0.5) + speech("주소를 바꾸고 싶습니다") + silence(1.5)
+    heard, heard_fresh = finals(feed(second, pcm)), finals(feed(fresh, pcm))
+    assert heard and heard_fresh
+    # Word times start from this call's first sample, as on a new decoder.
+    assert heard[0].words[0].start_s == pytest.approx(heard_fresh[0].words[0].start_s, abs=0.1)
+    assert 0.4 <= heard[0].words[0].start_s < heard[-1].words[-1].end_s <= heard[-1].audio_end_s
+    assert heard[-1].words[-1].end_s <= len(pcm) / 2 / SAMPLE_RATE_HZ
+    # Grammars still work on a recogniser whose free-speech decoder is a kept one.
+    second.set_grammar(PHRASES)
+    assert [r.text for r in finals(feed(second, speech("주문 조회") + silence(1.0)))] == [
+        "주문 조회"
+    ]
+
+
+def test_a_collected_recogniser_gives_its_decoder_back_and_the_pool_is_bounded(
+    tmp_path: Path, speech: Speech
+) -> None:
+    settings = AsrSettings(warm_decoders=2, warm_decoder_max_audio_seconds=3.0)
+    asr_model = AsrModel(KOREAN_MODEL, settings, tmp_path)
+    recognisers = [asr_model.new_recogniser() for _ in range(3)]
+    del recognisers
+    gc.collect()
+    assert asr_model.warm_decoders == 2  # the third is dropped
+    worn = asr_model.new_recogniser()
+    feed(worn, speech("주문 조회") + silence(2.0))
+    worn.close()
+    # It has decoded more than warm_decoder_max_audio_seconds: dropped, not kept.
+    assert asr_model.warm_decoders == 1
+
+
+def test_warm_decoder_settings_are_checked() -> None:
+    with pytest.raises(ValueError):
+        AsrSettings(warm_decoders=-1)
+    with pytest.raises(ValueError):
+        AsrSettings(warm_decoder_max_audio_seconds=0)

@@ -40,10 +40,13 @@ def test_a_whole_request_is_judged_complete_and_its_reply_rendered_ahead(
                 await responder.judge("where is my order", speaker),
             ]
             after = len((await dialogue._tracker(call.call_id)).events)
-            # The prepared reply is in the synthesiser's memory cache: instant.
-            cached = synthesiser._memory_get(
-                synthesiser._cache_key(" ".join(speaker.prepared[0].split()))
-            )
+            # The prepared reply lands in the synthesiser's memory cache (it
+            # renders on its own thread; the caller never waited for it).
+            key = synthesiser._cache_key(" ".join(speaker.prepared[0].split()))
+            for _ in range(200):
+                if (cached := synthesiser._memory_get(key)) is not None:
+                    break
+                await asyncio.sleep(0.05)
             slots = await dialogue.slots(call.call_id)
         call_engine.end_call(call, "caller_hang_up")
         return verdicts, speaker.prepared, before, after, {"cached": cached, **slots}
