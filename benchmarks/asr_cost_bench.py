@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import voice_bench  # the sibling benchmark (same folder): its recordings
 
 from bot.file_channel import read_wav_16k
 from bot.pcm import FRAME_BYTES, SAMPLE_RATE_HZ, to_mono_16k
@@ -68,16 +69,8 @@ RESULTS = PROJECT_DIR / "benchmarks" / "results" / "asr_cost.json"
 CALLS = (1, 4, 8)
 # Korean sentences (then 4 English recordings) in the free-speech accuracy runs.
 ACCURACY_KOREAN = 6
-TEST_RECORDINGS = [
-    "goforward_16k.wav",
-    "cards_001.wav",
-    "cards_003.wav",
-    "forever_input_2_16k.wav",
-    "librivox_sense_and_sensibility_01_austen_64kb-0880.wav",
-    "cards_005.wav",
-    "librivox_sense_and_sensibility_01_austen_64kb-0930.wav",
-    "cards_002.wav",
-]
+# The voice benchmark's recordings.
+TEST_RECORDINGS = voice_bench.RECORDINGS
 # What kept decoders hear before the measured calls: other real English
 # speech only (no espeak-ng, whose voice and words the test calls use), so
 # the measured calls are new to them.

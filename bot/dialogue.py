@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,15 @@ def entity_values(entities: list[dict[str, Any]]) -> dict[str, str | list[str]]:
         if value not in values:
             values.append(value)
     return {name: values[0] if len(values) == 1 else values for name, values in found.items()}
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The NLU's reading of words, and the plain responses that would follow."""
+
+    intent: str
+    confidence: float
+    said: tuple[str, ...]
 
 
 class Dialogue:
@@ -210,9 +220,12 @@ class Dialogue:
         intent = parsed.get("intent") or {}
         return str(intent.get("name") or ""), float(intent.get("confidence") or 0.0)
 
-    async def preview(self, call_id: str, text: str) -> tuple[str, ...]:
-        """What the bot would say next to ``text``, predicted on a copy of the
-        call's tracker: nothing is saved and no action runs.
+    async def preview(
+        self, call_id: str, text: str, predict: Callable[[str, float], bool]
+    ) -> Preview:
+        """What the NLU makes of ``text`` and, when ``predict(intent,
+        confidence)`` says so, what the bot would say next, predicted on a
+        copy of the call's tracker: nothing is saved and no action runs.
 
         Only plain responses are predicted, up to the next listen; when the
         next step is a custom action or a form (whose words depend on what it
@@ -238,8 +251,12 @@ class Dialogue:
             ):
                 tracker.update(event)
         parsed = await processor.parse_message(UserMessage(text, sender_id=call_id), tracker)
-        tracker.update(UserUttered(text, parsed["intent"], parsed["entities"], parsed), domain)
+        intent = parsed.get("intent") or {}
+        name, confidence = str(intent.get("name") or ""), float(intent.get("confidence") or 0.0)
         said: list[str] = []
+        if not predict(name, confidence):
+            return Preview(name, confidence, ())
+        tracker.update(UserUttered(text, parsed["intent"], parsed["entities"], parsed), domain)
         for _ in range(_PREVIEW_MAX_RESPONSES):
             prediction = processor.predict_next_with_tracker(tracker)
             if prediction is None:
@@ -253,7 +270,7 @@ class Dialogue:
             said.append(words)
             tracker.update(ActionExecuted(action))
             tracker.update(BotUttered(words, metadata={"utter_action": action}))
-        return tuple(said)
+        return Preview(name, confidence, tuple(said))
 
     async def warm_up(self) -> None:
         """Runs the models once, so the first caller does not wait for

@@ -59,16 +59,19 @@ class Responder:
         speculative work, wasted and harmless if the caller goes on."""
         if words not in self._judgements:
             dialogue = self._engine.dialogue_of(self._call)
+
+            def sure(intent: str, confidence: float) -> bool:
+                return intent not in _NOT_A_REQUEST and confidence >= self._complete_confidence
+
             try:
-                intent, confidence = await dialogue.parse(words)
-                complete = intent not in _NOT_A_REQUEST and confidence >= self._complete_confidence
-                if complete and speaker is not None:
-                    for text in await dialogue.preview(self._call.call_id, words):
-                        speaker.prepare(text)
+                preview = await dialogue.preview(self._call.call_id, words, sure)
             except Exception as exc:  # no judgement: the turn ends on the usual silence
                 log.warning("call %s: judging a pause failed: %s", self._call.call_id, exc)
                 return False
-            self._judgements = {words: complete}
+            if speaker is not None:
+                for text in preview.said:
+                    speaker.prepare(text)
+            self._judgements = {words: sure(preview.intent, preview.confidence)}
         return self._judgements[words]
 
     async def answer(

@@ -302,20 +302,29 @@ class TurnDetector:
     # -- inside ----------------------------------------------------------------
 
     def _start(self, event: SpeechStarted, step: Step) -> None:
+        back = (self._segmenter.now_ms - event.audio_start_ms) // FRAME_MS
+        # The segmenter's clock skips frames held after an early end: count back.
+        start_ms = self._now_ms - (self._segmenter.now_ms - event.t_ms)
+        self._open_turn(
+            start_ms, self._run_power, list(self._ring)[-back:] if back > 0 else [], step
+        )
+        self._run_power = []
+
+    def _open_turn(
+        self, start_ms: int, speech_power: list[float], audio: list[bytes], step: Step
+    ) -> None:
+        """A new turn from ``start_ms``: its speech so far, and its audio so far."""
         self.turn_id += 1
         self._in_turn = True
+        self._start_ms = start_ms
         self._words = ""
         self._completeness = Completeness.OPEN
         self._judged_words = None
         self._paused = False
-        self._power_sum = sum(self._run_power)
-        self._speech_frames = len(self._run_power)
-        self._run_power = []
-        back = (self._segmenter.now_ms - event.audio_start_ms) // FRAME_MS
-        step.audio.extend(list(self._ring)[-back:] if back > 0 else [])
-        # The segmenter's clock skips frames held after an early end: count back.
-        self._start_ms = self._now_ms - (self._segmenter.now_ms - event.t_ms)
-        step.signals.append(TurnStarted(self.turn_id, self._start_ms))
+        self._power_sum = sum(speech_power)
+        self._speech_frames = len(speech_power)
+        step.signals.append(TurnStarted(self.turn_id, start_ms))
+        step.audio.extend(audio)
 
     def _end(self, reason: TurnEnd, discarded: bool = False) -> TurnEnded:
         self._in_turn = False
@@ -348,17 +357,7 @@ class TurnDetector:
             # The caller went on talking: everything since the early end is a new turn.
             held, self._held = self._held, None
             self._segmenter.reset()
-            self.turn_id += 1
-            self._in_turn = True
-            self._start_ms = self._now_ms - len(held) * FRAME_MS
-            self._words = ""
-            self._completeness = Completeness.OPEN
-            self._judged_words = None
-            self._paused = False
-            self._power_sum = 0.0
-            self._speech_frames = 0
-            step.signals.append(TurnStarted(self.turn_id, self._start_ms))
-            step.audio.extend(held)
+            self._open_turn(self._now_ms - len(held) * FRAME_MS, [], held, step)
             return step
         if self._held_silence_ms >= self.settings.early_end_hangover_ms:
             self._held = None  # only the tail of the last word: dropped
