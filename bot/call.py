@@ -96,6 +96,16 @@ class TurnResult:
         }
 
 
+@dataclass(frozen=True)
+class LineInfo:
+    """What a phone line knows of a call before a word is said."""
+
+    line: int
+    caller_number: str | None = None
+    withheld: bool = False
+    dialled_number: str | None = None
+
+
 @dataclass
 class Call:
     """One conversation. Escalation, once it happens, stays with the call."""
@@ -327,6 +337,7 @@ class CallEngine:
         listeners: list[EventListener] | None = None,
         channel: str = "text",
         clock: Callable[[], int] | None = None,
+        line: LineInfo | None = None,
     ) -> Call:
         every = [self.store.listener] if self.store is not None else []
         call = Call(
@@ -335,9 +346,19 @@ class CallEngine:
             clock=clock,
             channel=channel,
             dialogue=self.dialogue,
+            caller_number=line.caller_number if line is not None else None,
         )
         self._live_calls[call.call_id] = call.dialogue or self.dialogue
-        call.emit(CallStarted(call.call_id, 0, channel))
+        started = CallStarted(call.call_id, 0, channel)
+        if line is not None:
+            started = dataclasses.replace(
+                started,
+                caller_number=line.caller_number,
+                caller_withheld=line.withheld,
+                dialled_number=line.dialled_number,
+                line=line.line,
+            )
+        call.emit(started)
         return call
 
     async def _apply_escalation_rules(self, call: Call, reply: DialogueReply) -> DialogueReply:

@@ -47,6 +47,8 @@ class TurnEnd(str, enum.Enum):
     # The recogniser's own endpoint fired first.
     RECOGNISER = "recogniser"
     MAX_LENGTH = "max_length"
+    # Keyed on the phone's keypad, ended by "#" (or a yes/no key).
+    KEYPAD = "keypad"
     # The caller hung up mid-turn.
     HANG_UP = "hang_up"
 
@@ -69,6 +71,13 @@ class CallEvent:
 class CallStarted(CallEvent):
     name: ClassVar[str] = "call_started"
     channel: str = "text"
+    # Phone calls: the caller's number from caller ID (None when withheld or
+    # unknown), whether the caller withheld it, the number they dialled and
+    # the line that answered.
+    caller_number: str | None = None
+    caller_withheld: bool = False
+    dialled_number: str | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,23 @@ class CallEnded(CallEvent):
     recording_path: str | None = None
     # For reason "error": what failed (an error code).
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class KeypadDigit(CallEvent):
+    """A key the caller pressed on their phone (RFC 4733 or SIP INFO)."""
+
+    name: ClassVar[str] = "dtmf"
+    digit: str = ""
+
+
+@dataclass(frozen=True)
+class HungUp(CallEvent):
+    """The phone call's line was cleared: by the caller (BYE, CANCEL, lost
+    audio) or by the bot (its goodbye, a transfer)."""
+
+    name: ClassVar[str] = "hangup"
+    by: str = "caller"
 
 
 EventListener = Callable[[CallEvent], None]

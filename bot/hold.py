@@ -195,7 +195,7 @@ class HoldLine:
             wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
             if self._caller_number and wait > self._callback_offer_seconds:
                 text = dialogue.response_text(Response.OFFER_CALLBACK).format(
-                    wait=speak_wait(wait), number=speak_number(self._caller_number)
+                    wait=speak_wait(wait), number=self._number_to_offer(self._caller_number)
                 )
                 return HoldStep(say=(text,), offers_callback=True)
         if item.status == "waiting" and self._announcement_due(now_ms):
@@ -207,6 +207,13 @@ class HoldLine:
             )
             return HoldStep(say=(text,))
         return HoldStep()
+
+    def _number_to_offer(self, number: str) -> str:
+        # Caller ID is read by its ending; a number the caller said, in full
+        # (so they hear it was taken down right).
+        if number == self._call.caller_number:
+            return speak_number_ending(number)
+        return speak_number(number)
 
     def _announcement_due(self, now_ms: int) -> bool:
         last = self._last_announce_ms
@@ -321,6 +328,14 @@ async def abandon_quietly(engine: CallEngine, call: Call) -> None:
         await asyncio.get_running_loop().run_in_executor(None, queue.abandon, call.call_id)
     except Exception as exc:
         log.error("call %s: could not record the abandoned wait: %s", call.call_id, exc)
+
+
+def speak_number_ending(number: str, digits: int = 4) -> str:
+    """The last digits of a number, for a number the caller did not say
+    (caller ID): enough to recognise it, without reading it all out."""
+    names = "zero one two three four five six seven eight nine".split()
+    tail = [d for d in number if d.isdigit()][-digits:]
+    return "the number ending " + " ".join(names[int(d)] for d in tail)
 
 
 def speak_number(number: str) -> str:

@@ -353,7 +353,9 @@ class _Purge:
             for turn_id, values in changes:
                 conn.execute(turns.update().where(turns.c.id == turn_id).values(**values))
             conn.execute(
-                calls.update().where(calls.c.call_id.in_(call_ids)).values(recording_path=None)
+                calls.update()
+                .where(calls.c.call_id.in_(call_ids))
+                .values(recording_path=None, caller_number=None)
             )
             marked = conn.execute(
                 calls.update()

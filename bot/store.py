@@ -48,7 +48,15 @@ calls = sa.Table(
     # When retention removed the call's recording and personal details
     # (bot.retention); NULL until then.
     sa.Column("purged_at", sa.DateTime(timezone=True)),
+    # Phone calls: the caller's number (caller ID; NULL when withheld or not
+    # a phone call), the number they dialled, and the line that carried it.
+    sa.Column("caller_number", sa.String(64)),
+    sa.Column("dialled_number", sa.String(64)),
+    sa.Column("line", sa.Integer),
 )
+
+# Columns added after the first release: older call stores get them at start.
+_ADDED_COLUMNS = ("purged_at", "caller_number", "dialled_number", "line")
 
 turns = sa.Table(
     "turns",
@@ -88,26 +96,30 @@ def create_db_engine(url: str) -> Engine:
 
 
 def add_missing_columns(engine: Engine) -> None:
-    """Adds columns that call stores made by older versions lack (``purged_at``)."""
+    """Adds the columns that call stores made by older versions lack."""
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         if not inspector.has_table(calls.name):
             return
         present = {column["name"] for column in inspector.get_columns(calls.name)}
-    if "purged_at" in present:
-        return
-    column_type = calls.c.purged_at.type.compile(dialect=engine.dialect)
+    for name in _ADDED_COLUMNS:
+        if name not in present:
+            _add_column(engine, name)
+
+
+def _add_column(engine: Engine, name: str) -> None:
+    column_type = calls.c[name].type.compile(dialect=engine.dialect)
     exists_clause = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql(
-                f"ALTER TABLE {calls.name} ADD COLUMN {exists_clause}purged_at {column_type}"
+                f"ALTER TABLE {calls.name} ADD COLUMN {exists_clause}{name} {column_type}"
             )
     except sa.exc.OperationalError:
         # Another process added it first (SQLite has no ADD COLUMN IF NOT EXISTS).
         with engine.connect() as conn:
             columns = sa.inspect(conn).get_columns(calls.name)
-        if "purged_at" not in {column["name"] for column in columns}:
+        if name not in {column["name"] for column in columns}:
             raise
 
 
@@ -144,6 +156,9 @@ class CallStore:
                 "call_id": event.call_id,
                 "channel": event.channel,
                 "started_at": _now(),
+                "caller_number": event.caller_number,
+                "dialled_number": event.dialled_number,
+                "line": event.line,
             }
             self._turn_index[event.call_id] = 0
             self._submit(lambda: self._insert(calls, row))

@@ -22,6 +22,8 @@ from bot.events import (
     BargeIn,
     EndReason,
     EventListener,
+    HungUp,
+    KeypadDigit,
     SpeechEnded,
     SpeechStarted,
     TranscriptPartial,
@@ -42,6 +44,7 @@ from bot.session.contracts import (
     VoiceSettings,
 )
 from bot.session.gate import VoiceGate
+from bot.session.keypad import KeypadEntry
 from bot.session.prompts import Prompt, SilenceWatch
 from bot.session.recognition import RecognitionStage
 from bot.session.responder import Responder
@@ -99,11 +102,19 @@ class CallSession:
         self._hold: HoldController | None = None
         self._end_reason: EndReason | None = None
         self._recorder: CallRecorder | None = None
+        # Phone lines: keys pressed, gathered into keyed answers.
+        self._keypad = KeypadEntry() if callable(getattr(channel, "take_keys", None)) else None
+        self._keyed: list[str] = []
 
     # -- running ---------------------------------------------------------------
 
     async def run(self) -> Call:
-        call = self.engine.new_call(self._listeners, self.channel.name, self.channel.now_ms)
+        call = self.engine.new_call(
+            self._listeners,
+            self.channel.name,
+            self.channel.now_ms,
+            line=getattr(self.channel, "line_info", None),
+        )
         self.call = call
         self._voice = BotVoice(call, self.channel, self.speaker)
         self._responder = Responder(self.engine, call, self.settings)
@@ -114,6 +125,8 @@ class CallSession:
             self._say_later([self.engine.greeting()])
             async for frame in self.channel.frames():
                 await self._on_frame(frame)
+                if self._keypad is not None:
+                    self._on_keys()
                 if self._end_reason is None and self.channel.far_end_gone and self._idle():
                     self._end_reason = EndReason.CALLER_HANG_UP
                 if self._end_reason is not None:
@@ -154,6 +167,11 @@ class CallSession:
         if waiting:
             await abandon_quietly(self.engine, call)
         self.channel.stop_playback()
+        clear_line = getattr(self.channel, "clear_line", None)
+        if callable(clear_line):
+            # A phone line: the bot hangs up unless the caller already has.
+            by = await clear_line()
+            call.emit(HungUp(call.call_id, self.channel.now_ms(), by=by))
         self.recognition.close()
         path = None
         if self._recorder is not None:
@@ -186,6 +204,27 @@ class CallSession:
                 self._judge(signal)
             elif isinstance(signal, TurnEnded):
                 self._turn_ended(signal)
+
+    def _on_keys(self) -> None:
+        """Keys pressed on the phone: each one an event, finished entries a turn."""
+        assert self.call is not None and self._keypad is not None and self._voice is not None
+        keys: list[str] = self.channel.take_keys()  # type: ignore[attr-defined]
+        for key in keys:
+            now = self.channel.now_ms()
+            self.call.emit(KeypadDigit(self.call.call_id, now, digit=key))
+            self._watch.caller_spoke(now)
+            if self._hold is not None:
+                continue  # the dialogue has handed over
+            self._voice.interrupt()  # a caller keying in is not listening
+            entry = self._keypad.press(key, self._expectation)
+            if entry is not None:
+                self._keyed.append(entry)
+        if self._keyed and self._hold is None:
+            ended = self.turns.keyed_turn()
+            if ended is not None:
+                self.call.turn_id = ended.turn_id
+                keyed = Recognised(self._keyed.pop(0), is_final=True, confidence=1.0)
+                self._reply(keyed, ended, {"endpoint_ms": 0.0, "asr_final_ms": 0.0})
 
     def _turn_started(self, started: TurnStarted) -> None:
         assert self.call is not None
@@ -314,7 +353,11 @@ class CallSession:
                 answer = await responder.answer(heard, ended.turn_id, timings, ended.level_dbfs)
             self._expectation = answer.expectation
             await self._listen_between_turns()
-            cut = await self._say(answer.texts, ended.turn_id, ended.last_speech_ms, timings)
+            texts = list(answer.texts)
+            hint = self._keypad.hint_for(answer.expectation) if self._keypad else None
+            if hint is not None and texts:
+                texts.append(hint)
+            cut = await self._say(texts, ended.turn_id, ended.last_speech_ms, timings)
             await self._after_speaking(answer.then_end, cut)
 
         self._replying = asyncio.create_task(reply())

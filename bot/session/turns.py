@@ -299,6 +299,21 @@ class TurnDetector:
             step.signals.append(self._end(reason))
         return step
 
+    def keyed_turn(self) -> TurnEnded | None:
+        """A turn the caller keyed in on the phone's keypad (None while a
+        spoken turn is open: the keys wait for it to end)."""
+        if self._in_turn:
+            return None
+        self.turn_id += 1
+        return TurnEnded(
+            turn_id=self.turn_id,
+            t_ms=self._now_ms,
+            last_speech_ms=self._now_ms,
+            reason=TurnEnd.KEYPAD,
+            silence_ms=0,
+            level_dbfs=None,
+        )
+
     # -- inside ----------------------------------------------------------------
 
     def _start(self, event: SpeechStarted, step: Step) -> None:
