@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -150,6 +151,81 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
     try:
         return _run_interruptible(run)
     except errors as exc:
+        raise CliError(str(exc)) from exc
+
+
+def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
+    """The phone lines' settings: voicebot.yml's telephony section, then flags."""
+    from bot.telephony.endpoint import TelephonySettings
+
+    tel = settings.telephony
+    listen = getattr(args, "sip_listen", None) or tel.listen
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise CliError(f"--sip-listen / telephony.listen: expected HOST:PORT, got {listen!r}")
+    lines = getattr(args, "lines", None) or tel.lines
+    if lines < 1:
+        raise CliError("--lines: at least one line")
+    codecs = tuple(c.strip().upper() for c in tel.codecs.split(",") if c.strip())
+    unknown = set(codecs) - {"PCMU", "PCMA"}
+    if unknown or not codecs:
+        raise CliError(f"telephony.codecs: known are PCMU and PCMA, got {tel.codecs!r}")
+    return TelephonySettings(
+        host=host,
+        port=int(port),
+        lines=lines,
+        media_address=tel.media_address,
+        rtp_port_min=tel.rtp_port_min,
+        rtp_port_max=tel.rtp_port_max,
+        codecs=codecs,
+        rtp_timeout_seconds=tel.rtp_timeout_seconds,
+        answer_after_ms=tel.answer_after_ms,
+        stop_grace_seconds=tel.stop_grace_seconds,
+    )
+
+
+def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Answers phone lines until Ctrl-C / SIGTERM; calls in progress finish."""
+    from bot.call import CallEngine
+    from bot.events import CallEvent
+    from bot.telephony.endpoint import TelephonyError
+    from bot.telephony.serve import LinePrinter, PhoneService, serve_forever
+    from bot.voice import SpeechStack
+
+    tel = telephony_settings(settings, args)
+    printer: LinePrinter | None = None
+    if args.json:
+        out = json_stdout()
+
+        def print_event(line: int, event: CallEvent) -> None:
+            out.write(json.dumps({**event.to_dict(), "line": line}, ensure_ascii=False) + "\n")
+            out.flush()
+
+        printer = print_event
+    settings = _with_overrides(settings, args)
+    engine = CallEngine(settings)
+
+    async def run() -> None:
+        stack = None
+        try:
+            engine.start()
+            await engine.warm_up()
+            stack = SpeechStack.load(settings, args.asr_model)
+            service = PhoneService(engine, stack, tel, printer)
+            print(
+                f"voicebot: answering SIP calls on {tel.host}:{tel.port}, {tel.lines} line(s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            await serve_forever(service)
+        finally:
+            if stack is not None:
+                stack.close()
+            engine.close()
+
+    try:
+        return _run_interruptible(run)
+    except _voice_errors() + (TelephonyError,) as exc:
         raise CliError(str(exc)) from exc
 
 
@@ -355,6 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one event per line")
     _add_engine_options(run)
     run.set_defaults(handler=_cmd_run)
+
+    serve = sub.add_parser("serve", help="answer phone lines (SIP) until Ctrl-C")
+    serve.add_argument("--sip-listen", metavar="HOST:PORT", help="where PBXs and trunks send calls")
+    serve.add_argument("--lines", type=int, help="simultaneous calls (more get 486 Busy Here)")
+    serve.add_argument(
+        "--json", action="store_true", help="print every call's events, one per line"
+    )
+    _add_engine_options(serve)
+    serve.set_defaults(handler=_cmd_serve)
 
     devices = sub.add_parser("devices", help="list sound devices (< input, > output default)")
     devices.set_defaults(handler=_cmd_devices)

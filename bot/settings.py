@@ -110,6 +110,25 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class TelephonyConfig:
+    """Phone lines (``voicebot serve``): where SIP calls arrive, how many at once."""
+
+    # host:port for calls a PBX or trunk sends straight to the bot.
+    listen: str = "127.0.0.1:5060"
+    lines: int = 4
+    # The address in SDP for media (empty: the listening host); the public or
+    # LAN address when listening on 0.0.0.0.
+    media_address: str = ""
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20999
+    # By preference, comma-separated.
+    codecs: str = "PCMU,PCMA"
+    rtp_timeout_seconds: float = 30.0
+    answer_after_ms: int = 300
+    stop_grace_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     paths: PathSettings = field(default_factory=PathSettings)
@@ -123,6 +142,7 @@ class Settings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -162,6 +182,7 @@ _SECTIONS = {
     "training": TrainingSettings,
     "privacy": PrivacySettings,
     "logging": LoggingSettings,
+    "telephony": TelephonyConfig,
 }
 
 

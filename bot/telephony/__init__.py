@@ -1,0 +1,1 @@
+"""Telephony: SIP signalling and SDP media negotiation for answering phone calls."""

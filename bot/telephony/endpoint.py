@@ -1,0 +1,489 @@
+"""The bot's SIP endpoint: phone calls in over UDP, one per line.
+
+A PBX or a trunk sends INVITEs to the listening address. Each call takes a
+free line; with every line busy the call gets ``486 Busy Here`` so the PBX
+can hunt elsewhere or queue it. An answered call gets its own RTP session on
+the media thread (``bot/telephony/media.py``) and its own voice session on
+this loop, so one call's slow turn never delays another's audio.
+
+The endpoint answers what a phone or PBX sends in a call's life: CANCEL
+before the answer (487), an offer with no codec we speak (488), OPTIONS
+keep-alives, re-INVITEs (hold and back), SIP INFO keypad digits, BYE from
+either side (the bot's retransmitted until answered), and garbage (logged,
+ignored). The 200 OK is retransmitted until the ACK comes (RFC 3261 §13.3.1.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from bot.call import LineInfo
+from bot.telephony.media import MediaThread, RtpSession
+from bot.telephony.sdp import Codec, Offer, SdpError, build_answer, choose_codec, parse_offer
+from bot.telephony.sip import (
+    SipError,
+    SipMessage,
+    caller_id,
+    dialled_number,
+    new_branch,
+    new_tag,
+    parse_dtmf_info,
+    parse_name_addr,
+    request,
+    response_to,
+)
+
+log = logging.getLogger(__name__)
+
+T1 = 0.5  # RFC 3261 timer T1: the first retransmission interval
+T2 = 4.0  # the longest interval between retransmissions
+TRANSACTION_SECONDS = 64 * T1  # timer B/H: give up on an unanswered transaction
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
+SDP = "application/sdp"
+
+
+@dataclass(frozen=True)
+class TelephonySettings:
+    host: str = "127.0.0.1"
+    port: int = 5060
+    lines: int = 4
+    # The address put in SDP for media (empty: the listening host).
+    media_address: str = ""
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20999
+    # Codecs by preference; the first one the caller offers is used.
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    # No audio at all for this long: the caller is gone (a phone that
+    # vanished without BYE).
+    rtp_timeout_seconds: float = 30.0
+    # A ring before the answer: a CANCEL in this time ends the call unanswered.
+    answer_after_ms: int = 300
+    # On stop, calls in progress get this long to finish.
+    stop_grace_seconds: float = 60.0
+
+    @property
+    def sdp_host(self) -> str:
+        return self.media_address or self.host
+
+
+@dataclass
+class PhoneCall:
+    """One SIP dialog and its media, as the endpoint sees it."""
+
+    call_id: str
+    line: int
+    invite: SipMessage
+    peer: tuple[str, int]
+    local_tag: str
+    info: LineInfo
+    codec: Codec
+    offer: Offer
+    rtp: RtpSession | None = None
+    answered: bool = False
+    confirmed: bool = False
+    caller_gone: bool = False
+    bot_gone: bool = False
+    cseq: int = field(default_factory=lambda: secrets.randbelow(10_000) + 1)
+    sdp_version: int = 1
+    last_response: SipMessage | None = None
+    keys: list[str] = field(default_factory=list)
+    # The caller's audio, 20 ms frames at 16 kHz, as the media thread decodes
+    # them; None once the caller has gone.
+    frames: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+
+    def caller_left(self) -> None:
+        if not self.caller_gone and not self.bot_gone:
+            self.caller_gone = True
+            self.frames.put_nowait(None)
+
+
+CallHandler = Callable[[PhoneCall], Awaitable[None]]
+
+
+class SipEndpoint(asyncio.DatagramProtocol):
+    """Answers calls on ``settings.host:port``; ``handler`` runs each one."""
+
+    def __init__(self, settings: TelephonySettings, media: MediaThread, handler: CallHandler):
+        self.settings = settings
+        self.media = media
+        self.handler = handler
+        self._transport: asyncio.DatagramTransport | None = None
+        self._calls: dict[str, PhoneCall] = {}
+        self._free = list(range(1, settings.lines + 1))
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending_bye: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._garbage = 0
+        self.stats = {"answered": 0, "busy": 0, "rejected": 0, "garbage": 0}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_datagram_endpoint(
+                lambda: self, local_addr=(self.settings.host, self.settings.port)
+            )
+        except OSError as exc:
+            raise TelephonyError(
+                "sip_listen",
+                f"cannot listen for SIP on {self.settings.host}:{self.settings.port}: {exc}",
+            ) from exc
+        log.info(
+            "answering SIP calls on %s:%d, %d line(s)",
+            self.settings.host,
+            self.settings.port,
+            self.settings.lines,
+        )
+
+    @property
+    def local_port(self) -> int:
+        assert self._transport is not None
+        return int(self._transport.get_extra_info("sockname")[1])
+
+    @property
+    def calls_in_progress(self) -> int:
+        return len(self._calls)
+
+    async def stop(self) -> None:
+        """Takes no new calls, lets calls in progress finish (up to the grace
+        time), then hangs up the rest."""
+        self._stopping = True
+        deadline = time.monotonic() + self.settings.stop_grace_seconds
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=deadline - time.monotonic())
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for bye in list(self._pending_bye.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(bye, 2.0)
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- datagrams ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Any datagram transport (the default loop's or uvloop's).
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if data.strip(b"\r\n") == b"":
+            return  # a keep-alive (RFC 5626 CRLF)
+        try:
+            message = SipMessage.parse(data)
+        except SipError as exc:
+            self.stats["garbage"] += 1
+            if self.stats["garbage"] <= 10 or self.stats["garbage"] % 1000 == 0:
+                log.warning("ignored a malformed SIP datagram from %s:%d: %s", *addr, exc)
+            return
+        try:
+            if message.is_request:
+                self._on_request(message, addr)
+            else:
+                self._on_response(message)
+        except (SipError, ValueError) as exc:
+            log.warning("could not handle SIP %s from %s:%d: %s", message.method, *addr, exc)
+            if message.is_request and message.method != "ACK":
+                self._send(response_to(message, 400, "Bad Request"), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP socket error: %s", exc)
+
+    def _send(self, message: SipMessage, addr: tuple[str, int]) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(message.to_bytes(), addr)
+
+    # -- requests ----------------------------------------------------------------
+
+    def _on_request(self, message: SipMessage, addr: tuple[str, int]) -> None:
+        method = message.method
+        call = self._calls.get(message.call_id)
+        if method == "INVITE":
+            if call is None:
+                self._on_new_invite(message, addr)
+            else:
+                self._on_reinvite(call, message, addr)
+        elif method == "ACK":
+            if call is not None:
+                call.confirmed = True
+        elif method == "OPTIONS":
+            reply = response_to(message, 200, "OK")
+            reply.add_header("Allow", ALLOW)
+            reply.add_header("Accept", SDP)
+            self._send(reply, addr)
+        elif call is None:
+            if method == "CANCEL":
+                self._send(response_to(message, 481, "Call/Transaction Does Not Exist"), addr)
+            else:
+                self._send(response_to(message, 481, "Call/Transaction Does Not Exist"), addr)
+        elif method == "BYE":
+            self._send(response_to(message, 200, "OK"), addr)
+            log.info("line %d: the caller hung up", call.line)
+            call.caller_left()
+        elif method == "CANCEL":
+            self._send(response_to(message, 200, "OK"), addr)
+            if not call.answered:
+                self._send(
+                    response_to(call.invite, 487, "Request Terminated", call.local_tag), addr
+                )
+                log.info("line %d: the caller gave up before the answer", call.line)
+                call.caller_left()
+        elif method == "INFO":
+            digit = parse_dtmf_info(message.header("Content-Type") or "", message.body)
+            if digit is not None:
+                call.keys.append(digit)
+            self._send(response_to(message, 200, "OK"), addr)
+        elif method == "NOTIFY":
+            self._send(response_to(message, 200, "OK"), addr)
+        else:
+            reply = response_to(message, 501, "Not Implemented")
+            reply.add_header("Allow", ALLOW)
+            self._send(reply, addr)
+
+    def _on_new_invite(self, invite: SipMessage, addr: tuple[str, int]) -> None:
+        if self._stopping:
+            reply = response_to(invite, 503, "Service Unavailable")
+            reply.add_header("Retry-After", "60")
+            self._send(reply, addr)
+            return
+        if not self._free:
+            self.stats["busy"] += 1
+            log.info("all %d line(s) busy: 486 to a new call", self.settings.lines)
+            self._send(response_to(invite, 486, "Busy Here", new_tag()), addr)
+            return
+        try:
+            offer = parse_offer(invite.body)
+        except SdpError as exc:
+            self.stats["rejected"] += 1
+            log.info("refused a call: its offer is unusable (%s)", exc)
+            self._send(response_to(invite, 488, "Not Acceptable Here", new_tag()), addr)
+            return
+        codec = choose_codec(offer, list(self.settings.codecs))
+        if codec is None:
+            self.stats["rejected"] += 1
+            offered = ", ".join(name for _pt, name, _rate in offer.codecs)
+            log.info("refused a call: no codec in common (offered %s)", offered)
+            reply = response_to(invite, 488, "Not Acceptable Here", new_tag())
+            reply.add_header("Warning", '304 voicebot "no common codec"')
+            self._send(reply, addr)
+            return
+        identity = caller_id(invite)
+        line = self._free.pop(0)
+        call = PhoneCall(
+            call_id=invite.call_id,
+            line=line,
+            invite=invite,
+            peer=addr,
+            local_tag=new_tag(),
+            info=LineInfo(
+                line=line,
+                caller_number=identity.number,
+                withheld=identity.withheld,
+                dialled_number=dialled_number(invite),
+            ),
+            codec=codec,
+            offer=offer,
+        )
+        self._calls[call.call_id] = call
+        self._send(response_to(invite, 100, "Trying"), addr)
+        task = asyncio.create_task(self._run_call(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_reinvite(self, call: PhoneCall, invite: SipMessage, addr: tuple[str, int]) -> None:
+        if invite.cseq == call.invite.cseq:
+            if call.last_response is not None:
+                self._send(call.last_response, addr)  # a retransmitted INVITE
+            return
+        try:
+            offer = parse_offer(invite.body)
+        except SdpError:
+            self._send(response_to(invite, 488, "Not Acceptable Here"), addr)
+            return
+        codec = choose_codec(offer, [call.codec.name]) or choose_codec(
+            offer, list(self.settings.codecs)
+        )
+        if codec is None or codec.name != call.codec.name or call.rtp is None:
+            self._send(response_to(invite, 488, "Not Acceptable Here"), addr)
+            return
+        call.offer = offer
+        rtp = call.rtp
+        if offer.connection_host != "0.0.0.0":
+            rtp.set_remote(offer.connection_host, offer.audio_port)
+        rtp.set_sending(offer.direction in ("sendrecv", "recvonly") and not offer.on_hold)
+        log.info("line %d: the caller %s", call.line, "holds" if offer.on_hold else "resumed")
+        call.sdp_version += 1
+        self._send(self._answer(call, invite, offer), addr)
+
+    def _answer(self, call: PhoneCall, invite: SipMessage, offer: Offer) -> SipMessage:
+        assert call.rtp is not None
+        body = build_answer(
+            self.settings.sdp_host,
+            call.rtp.local_port,
+            call.codec,
+            offer.dtmf_payload_type,
+            offer.direction,
+            session_id=abs(hash(call.call_id)) % 10**9,
+            version=call.sdp_version,
+        )
+        reply = response_to(invite, 200, "OK", call.local_tag, body, SDP)
+        reply.add_header("Contact", f"<sip:voicebot@{self.settings.host}:{self.local_port}>")
+        reply.add_header("Allow", ALLOW)
+        return reply
+
+    # -- a call's life -----------------------------------------------------------
+
+    async def _run_call(self, call: PhoneCall) -> None:
+        try:
+            ringing = response_to(call.invite, 180, "Ringing", call.local_tag)
+            self._send(ringing, call.peer)
+            call.rtp = await self._open_media(call)
+            await asyncio.sleep(self.settings.answer_after_ms / 1000)
+            if call.caller_gone:
+                return  # cancelled while ringing
+            ok = self._answer(call, call.invite, call.offer)
+            call.last_response = ok
+            call.answered = True
+            self.stats["answered"] += 1
+            self._send(ok, call.peer)
+            retransmit = asyncio.create_task(self._until_acked(call, ok))
+            log.info(
+                "line %d: answered a call from %s (%s)",
+                call.line,
+                call.info.caller_number or ("a withheld number" if call.info.withheld else "?"),
+                call.codec.name,
+            )
+            try:
+                await self.handler(call)
+            finally:
+                retransmit.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("line %d: the call failed", call.line)
+            if not call.answered:
+                self._send(
+                    response_to(call.invite, 500, "Server Internal Error", call.local_tag),
+                    call.peer,
+                )
+        finally:
+            if call.answered and not call.caller_gone:
+                self.hang_up(call)
+            if call.rtp is not None:
+                call.rtp.close()
+            self._calls.pop(call.call_id, None)
+            self._free.append(call.line)
+            self._free.sort()
+
+    async def _open_media(self, call: PhoneCall) -> RtpSession:
+        loop = asyncio.get_running_loop()
+
+        def frame_arrived(frame: bytes) -> None:
+            loop.call_soon_threadsafe(call.frames.put_nowait, frame)
+
+        def timed_out() -> None:
+            log.info("line %d: no audio from the caller: the line is dead", call.line)
+            loop.call_soon_threadsafe(call.caller_left)
+
+        def key_pressed(digit: str) -> None:
+            loop.call_soon_threadsafe(call.keys.append, digit)
+
+        opened = self.media.run(
+            RtpSession.open(
+                self.settings.sdp_host,
+                port_range=(self.settings.rtp_port_min, self.settings.rtp_port_max),
+                codec_name=call.codec.name,
+                payload_type=call.codec.payload_type,
+                dtmf_payload_type=call.offer.dtmf_payload_type,
+                on_frame=frame_arrived,
+                on_dtmf=key_pressed,
+                on_timeout=timed_out,
+                timeout_seconds=self.settings.rtp_timeout_seconds,
+            )
+        )
+        rtp = await asyncio.wrap_future(opened)
+        if call.offer.connection_host != "0.0.0.0":
+            rtp.set_remote(call.offer.connection_host, call.offer.audio_port)
+        return rtp
+
+    async def _until_acked(self, call: PhoneCall, ok: SipMessage) -> None:
+        interval, waited = T1, 0.0
+        while not call.confirmed and waited < TRANSACTION_SECONDS:
+            await asyncio.sleep(interval)
+            waited += interval
+            if call.confirmed or call.caller_gone:
+                return
+            self._send(ok, call.peer)
+            interval = min(interval * 2, T2)
+        if not call.confirmed:
+            log.warning("line %d: the caller never acknowledged the answer", call.line)
+            call.caller_left()
+
+    def hang_up(self, call: PhoneCall) -> None:
+        """The bot ends the call: BYE, retransmitted until answered."""
+        if call.caller_gone or call.bot_gone:
+            return
+        call.bot_gone = True
+        call.frames.put_nowait(None)
+        call.cseq += 1
+        remote = call.invite.header("From") or ""
+        local = call.invite.header("To") or ""
+        if "tag=" not in local:
+            local = f"{local};tag={call.local_tag}"
+        contact = call.invite.header("Contact")
+        target = parse_name_addr(contact).uri if contact else parse_name_addr(remote).uri
+        bye = request(
+            "BYE",
+            target,
+            [
+                ("Via", f"SIP/2.0/UDP {self._via_host()};branch={new_branch()}"),
+                ("Max-Forwards", "70"),
+                ("From", local),
+                ("To", remote),
+                ("Call-ID", call.call_id),
+                ("CSeq", f"{call.cseq} BYE"),
+            ],
+        )
+        log.info("line %d: the bot hangs up", call.line)
+        task = asyncio.create_task(self._until_answered(call.call_id, bye, call.peer))
+        self._pending_bye[call.call_id] = task
+        task.add_done_callback(lambda _t: self._pending_bye.pop(call.call_id, None))
+
+    async def _until_answered(self, call_id: str, bye: SipMessage, peer: tuple[str, int]) -> None:
+        interval, waited = T1, 0.0
+        self._send(bye, peer)
+        while waited < TRANSACTION_SECONDS:
+            await asyncio.sleep(interval)
+            waited += interval
+            if call_id not in self._pending_bye:
+                return
+            self._send(bye, peer)
+            interval = min(interval * 2, T2)
+
+    def _via_host(self) -> str:
+        return f"{self.settings.host}:{self.local_port}"
+
+    def _on_response(self, message: SipMessage) -> None:
+        _number, method = message.cseq
+        if method == "BYE" and message.status is not None and message.status >= 200:
+            task = self._pending_bye.pop(message.call_id, None)
+            if task is not None:
+                task.cancel()
+
+
+class TelephonyError(RuntimeError):
+    """Phone lines that cannot be served (the address is taken, say)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
