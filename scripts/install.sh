@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 # Speech (espeak-ng), sound devices (PortAudio, and PulseAudio through ALSA,
 # which the sound-card tests also start on their own), and the browser the
 # console's tests drive (Debian's chromium; Playwright never downloads one).
+# The phone-line tests call the bot with a real SIP phone (baresip) and probe
+# its SIP edges with sipp; nsenter and ip (util-linux, iproute2) give them a
+# private network.
 SYSTEM_PACKAGES=(espeak-ng libespeak-ng1 libportaudio2 pulseaudio libasound2-plugins alsa-utils
-  chromium)
+  chromium baresip-core sip-tester iproute2 util-linux)
 VENV=.venv
 
 missing=()
