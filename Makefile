@@ -50,6 +50,7 @@ bench: model
 	$(BIN)/python benchmarks/voice_bench.py
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/training_bench.py
+	$(BIN)/python benchmarks/telephony_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
