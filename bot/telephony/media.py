@@ -28,9 +28,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
-import soxr
-
 from bot.pcm import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
 from bot.telephony.rtp import (
     DTMF_EVENTS,
@@ -40,6 +37,7 @@ from bot.telephony.rtp import (
     DtmfDetector,
     G711Codec,
     JitterBuffer,
+    PolyphaseResampler,
     RtpError,
     RtpPacket,
     telephone_event_packets,
@@ -147,31 +145,22 @@ class _Protocol(asyncio.DatagramProtocol):
         self._session._send_failed(exc)
 
 
-def _int16(pcm: bytes) -> np.ndarray:
-    return np.frombuffer(pcm, dtype=np.int16)
-
-
-class _Fifo:
-    """Fixed-size chunks out of a streaming resampler, which emits its output in
-    bursts: silence until the first burst, then a steady stream from the buffer."""
+class _Resampler:
+    """Exactly one chunk out per 20 ms chunk in, through a streaming polyphase FIR:
+    16 kHz -> 8 kHz low-passes below 4 kHz first (no aliasing), 8 kHz -> 16 kHz
+    interpolates; about 2 ms of group delay each way and no start-up silence."""
 
     def __init__(self, in_rate: int, out_rate: int, chunk_bytes: int) -> None:
-        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="QQ")
-        self._buf = bytearray()
+        self._resampler = PolyphaseResampler(
+            up=max(1, out_rate // in_rate),
+            down=max(1, in_rate // out_rate),
+            rate_hz=max(in_rate, out_rate),
+        )
         self._chunk = chunk_bytes
-        self._primed = False
 
     def convert(self, pcm: bytes) -> bytes:
-        out = self._stream.resample_chunk(_int16(pcm))
-        self._buf += np.ascontiguousarray(out, dtype=np.int16).tobytes()
-        self._primed = self._primed or bool(self._buf)
-        if not self._primed:
-            return b"\0" * self._chunk
-        if len(self._buf) > 200 * self._chunk:  # cannot happen with 20 ms input
-            del self._buf[: len(self._buf) - 100 * self._chunk]
-        chunk = bytes(self._buf[: self._chunk])
-        del self._buf[: self._chunk]
-        return chunk + b"\0" * (self._chunk - len(chunk))
+        out = self._resampler.process(pcm)
+        return out[: self._chunk] + b"\0" * (self._chunk - len(out))
 
 
 class RtpSession:
@@ -200,8 +189,8 @@ class RtpSession:
         self._lock = threading.Lock()
         self._jitter = JitterBuffer(depth_ms=jitter_ms, frame_ms=FRAME_MS)
         self._dtmf_in = DtmfDetector()
-        self._rx = _Fifo(G711_RATE_HZ, SAMPLE_RATE_HZ, FRAME_BYTES)
-        self._tx = _Fifo(SAMPLE_RATE_HZ, G711_RATE_HZ, BYTES_8K)
+        self._rx = _Resampler(G711_RATE_HZ, SAMPLE_RATE_HZ, FRAME_BYTES)
+        self._tx = _Resampler(SAMPLE_RATE_HZ, G711_RATE_HZ, BYTES_8K)
         self._silence_8k = b"\0" * BYTES_8K
         self._stats = _Stats()
         self._transport: asyncio.DatagramTransport | None = None
@@ -409,7 +398,7 @@ class RtpSession:
                 digits = self._dtmf_in.feed(packet)
             elif packet.payload_type == self._payload_type:
                 digits = self._dtmf_in.audio(packet.timestamp)
-            self._jitter.push(packet)  # events too, so sequence gaps mean loss
+            self._jitter.push(packet, self._loop.time())  # events too, so sequence gaps mean loss
         for digit in digits or "":
             _call(self._on_dtmf, digit)
 
@@ -438,7 +427,7 @@ class RtpSession:
 
     def _tick(self) -> None:
         with self._lock:
-            packet = self._jitter.pop()
+            packet = self._jitter.pop(self._loop.time())
             timed_out = (
                 not self._timed_out and self._loop.time() - self._last_rx >= self._timeout_seconds
             )

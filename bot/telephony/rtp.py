@@ -13,6 +13,8 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
+
 with warnings.catch_warnings():
     # audioop is deprecated from Python 3.11; on 3.10 it is the stdlib G.711.
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -141,9 +143,16 @@ class G711Codec:
 class JitterBuffer:
     """Puts packets back in sequence order and paces them out one per tick.
 
-    Playout starts depth_ms after the first packet (counted in pop() ticks, so it
-    needs no clock). A missing packet yields None (the caller plays silence) and
-    counts as lost only once a later packet shows it is missing; an empty buffer
+    Playout starts depth_ms after the first packet arrived. When push() and pop()
+    are given the current time (`now`, in seconds, from one monotonic clock) the
+    wait is measured from that arrival, so the depth is real whatever the phase
+    of the tick; without `now` it is counted in pop() ticks (no clock needed, but
+    the first tick may come just after the arrival, so up to one frame less). A
+    missing packet yields None (the caller plays silence) and
+    counts as lost only once a later packet shows it is missing; with a clock it
+    is skipped only once a later packet has waited depth_ms, until then playout
+    slips a frame (a far end whose clock runs slow eats into the depth, and this
+    gives it back). A copy of a packet held or recently played is a duplicate; an empty buffer
     is an underrun: playout pauses and re-buffers depth_ms before continuing, so
     a far end that stops sending (hold, silence suppression) is not counted as
     loss. At most `capacity` packets are held; a far end that runs ahead skips
@@ -164,29 +173,37 @@ class JitterBuffer:
         self._next: int | None = None  # next sequence to play; None while buffering
         self._last_played: int | None = None  # survives an underrun, to reject late packets
         self._waited = 0
+        self._depth_s = depth_ms / 1000
+        self._arrived: float | None = None  # when buffering started, if push() had `now`
+        self._arrivals: dict[int, float] = {}  # sequence -> arrival, for held packets
+        self._played: dict[int, None] = {}  # the latest `capacity` sequences played
 
     def __len__(self) -> int:
         return len(self._packets)
 
     def _reset(self, ssrc: int) -> None:
         self._packets.clear()
+        self._arrivals.clear()
+        self._played.clear()
         self._ssrc = ssrc
         self._next = None
         self._last_played = None
         self._waited = 0
+        self._arrived = None
 
-    def push(self, packet: RtpPacket) -> None:
+    def push(self, packet: RtpPacket, now: float | None = None) -> None:
+        """Stores a packet; `now` is its arrival time (see the class docstring)."""
         self.received += 1
         if packet.ssrc != self._ssrc:
             if self._ssrc is not None:
                 log.info("RTP source changed from %08x to %08x", self._ssrc, packet.ssrc)
             self._reset(packet.ssrc)
         seq = packet.sequence
-        if seq in self._packets:
+        if seq in self._packets or seq in self._played:
             self.duplicates += 1
             return
         if self._next is None:
-            self._push_while_buffering(packet)
+            self._push_while_buffering(packet, now)
             return
         ahead = (seq - self._next) % SEQ_MOD
         if ahead >= SEQ_MOD // 2:
@@ -195,17 +212,26 @@ class JitterBuffer:
         if ahead > 16 * self.capacity:
             # A jump far ahead (the sender restarted its sequence): start over.
             self._reset(packet.ssrc)
-            self._push_while_buffering(packet)
+            self._push_while_buffering(packet, now)
             return
         if ahead >= self.capacity:
             self._skip_to((seq - self.capacity + 1) % SEQ_MOD)
-        self._packets[seq] = packet
+        self._store(packet, now)
 
-    def _push_while_buffering(self, packet: RtpPacket) -> None:
+    def _store(self, packet: RtpPacket, now: float | None) -> None:
+        self._packets[packet.sequence] = packet
+        if now is not None:
+            self._arrivals[packet.sequence] = now
+            if len(self._arrivals) > 2 * self.capacity:
+                self._arrivals = {s: t for s, t in self._arrivals.items() if s in self._packets}
+
+    def _push_while_buffering(self, packet: RtpPacket, now: float | None) -> None:
         if self._last_played is not None and not _seq_newer(packet.sequence, self._last_played):
             self.late += 1
             return
-        self._packets[packet.sequence] = packet
+        if not self._packets:
+            self._arrived = now  # the wait for playout starts with this packet
+        self._store(packet, now)
         if len(self._packets) > self.capacity:
             oldest = self._oldest()
             del self._packets[oldest]
@@ -224,13 +250,25 @@ class JitterBuffer:
                 self.late += 1  # held but never played: dropped to bound memory
             self._next = (self._next + 1) % SEQ_MOD
 
-    def pop(self) -> RtpPacket | None:
+    def _gap_is_young(self, now: float) -> bool:
+        """True while no held packet has waited depth_ms yet: the missing one may
+        still come (a sender that runs slower than our clock eats into the depth),
+        so playout slips one frame instead of declaring it lost. Bounded: a held
+        packet's wait grows every tick."""
+        held = [self._arrivals[s] for s in self._packets if s in self._arrivals]
+        return bool(held) and now - min(held) < self._depth_s - 0.001
+
+    def pop(self, now: float | None = None) -> RtpPacket | None:
         """Called once per tick: the next packet in order, or None."""
         if self._next is None:
             if not self._packets:
                 return None
             self._waited += 1
-            if self._waited < self.depth_frames:
+            if now is not None and self._arrived is not None:
+                # A millisecond of slack for timer wake-up jitter.
+                if now - self._arrived < self._depth_s - 0.001:
+                    return None
+            elif self._waited < self.depth_frames:
                 return None
             self._next = self._oldest()
             # Anything stored too far ahead of the start cannot be held in order.
@@ -243,13 +281,85 @@ class JitterBuffer:
             self._last_played = (self._next - 1) % SEQ_MOD
             self._next = None
             self._waited = 0
+            self._arrived = None
             return None
         packet = self._packets.pop(self._next, None)
+        self._arrivals.pop(self._next, None)
         if packet is None:
+            if now is not None and self._gap_is_young(now):
+                return None  # the far end runs slow: wait a frame rather than skip
             self.lost += 1
+        else:
+            self._played[self._next] = None
+            if len(self._played) > self.capacity:
+                del self._played[next(iter(self._played))]
         self._last_played = self._next
         self._next = (self._next + 1) % SEQ_MOD
         return packet
+
+
+def lowpass_taps(taps: int, cutoff_hz: float, rate_hz: float) -> np.ndarray:
+    """A linear-phase low-pass FIR (Kaiser-windowed sinc) with unity DC gain."""
+    n = np.arange(taps) - (taps - 1) / 2
+    h = np.sinc(2 * cutoff_hz / rate_hz * n) * np.kaiser(taps, 6.0)
+    return np.asarray(h / h.sum(), dtype=np.float64)
+
+
+class PolyphaseResampler:
+    """Streaming rational resampler (up/down) with a polyphase FIR and its own state.
+
+    Conceptually: insert up-1 zeros between samples, low-pass at the higher rate,
+    keep every down-th sample. Output appears as soon as the input that it needs
+    has arrived, so every chunk of k*down input samples yields exactly k*up output
+    samples (no bursts, no priming silence); the only latency is the filter's
+    group delay, (taps - 1) / 2 samples at the filter's rate (about 2 ms for the
+    default 64 taps at 16 kHz). Chunked calls give the same output as one call.
+    int16 samples in and out, as native-endian bytes.
+    """
+
+    def __init__(
+        self,
+        up: int,
+        down: int,
+        taps: int = 64,
+        cutoff_hz: float = 3_700.0,
+        rate_hz: float = 16_000.0,
+    ) -> None:
+        if up <= 0 or down <= 0 or taps <= 0:
+            raise ValueError("up, down and taps must be positive")
+        self.up = up
+        self.down = down
+        # rate_hz is the filter's rate: the input rate times up.
+        h = lowpass_taps(taps, cutoff_hz, rate_hz) * up
+        self._width = -(-taps // up)
+        padded = np.zeros(self._width * up)
+        padded[:taps] = h
+        # _phases[p, j] = h[p + j * up]: the taps that meet input sample i0 - j.
+        self._phases = padded.reshape(self._width, up).T.copy()
+        self._history = np.zeros(self._width, dtype=np.float64)
+        self._consumed = 0  # input samples seen so far
+        self._produced = 0  # output samples emitted so far
+
+    def process(self, pcm: bytes) -> bytes:
+        if len(pcm) % 2:
+            raise RtpError(f"int16 PCM has an even byte count, got {len(pcm)}")
+        x = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+        buf = np.concatenate([self._history, x])
+        base = self._consumed - self._width  # input index of buf[0]
+        self._consumed += x.size
+        last = self._consumed - 1  # newest input index available
+        # Output n needs input up to floor(n * down / up).
+        end = (last * self.up + self.up - 1) // self.down + 1 if last >= 0 else 0
+        n = np.arange(self._produced, max(end, self._produced))
+        self._produced = max(end, self._produced)
+        self._history = buf[-self._width :].copy()
+        if not n.size:
+            return b""
+        t = n * self.down
+        i0 = t // self.up - base
+        idx = i0[:, None] - np.arange(self._width)[None, :]
+        y = (self._phases[t % self.up] * buf[idx]).sum(axis=1)
+        return np.clip(np.round(y), -32768, 32767).astype(np.int16).tobytes()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""RTP packets, G.711, the jitter buffer and RFC 4733 DTMF, without sockets."""
+"""RTP packets, G.711, the jitter buffer, the resampler and RFC 4733 DTMF, without sockets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from bot.telephony.rtp import (
     DtmfDetector,
     G711Codec,
     JitterBuffer,
+    PolyphaseResampler,
     RtpError,
     RtpPacket,
     TelephoneEvent,
@@ -115,12 +116,12 @@ def test_jitter_buffer_loss_duplicates_and_late() -> None:
     for seq in (1, 2, 2, 4, 5):
         buffer.push(pkt(seq))
     assert drain(buffer, 2) == [None, 1]
-    buffer.push(pkt(1))  # already played
+    buffer.push(pkt(1))  # a copy of one already played
     assert drain(buffer, 5) == [2, None, 4, 5, None]
     buffer.push(pkt(3))  # arrived after its turn
-    assert buffer.duplicates == 1
+    assert buffer.duplicates == 2
     assert buffer.lost == 1
-    assert buffer.late == 2
+    assert buffer.late == 1
 
 
 def test_jitter_buffer_underrun_rebuffers_without_counting_loss() -> None:
@@ -165,6 +166,132 @@ def test_jitter_buffer_flood_is_bounded() -> None:
     played = [p.sequence for p in (steady.pop() for _ in range(40)) if p is not None]
     assert played == sorted(played)
     assert played[-1] == 999
+
+
+def test_jitter_buffer_depth_counts_from_arrival() -> None:
+    # The first packet lands 1 ms before a tick: a tick count would play it after
+    # 41 ms; measured from its arrival it waits the full 60 ms.
+    buffer = JitterBuffer(depth_ms=60, frame_ms=20)
+    buffer.push(pkt(10), now=0.019)
+    played = [(tick, buffer.pop(now=tick * 0.020)) for tick in range(1, 6)]
+    first = next(tick for tick, packet in played if packet is not None)
+    assert first * 0.020 - 0.019 >= 0.059
+    assert [p.sequence for _, p in played if p is not None] == [10]
+
+
+def test_jitter_buffer_swapped_neighbour_arriving_late_still_plays_in_order() -> None:
+    # Packets every 20 ms, each odd pair swapped; arrivals 1 ms before the ticks.
+    buffer = JitterBuffer(depth_ms=60, frame_ms=20)
+    order = [0, 2, 1, 3, 5, 4, 6, 7, 9, 8, 10, 11]
+    played: list[int] = []
+    for k, seq in enumerate(order):
+        buffer.push(pkt(100 + seq), now=k * 0.020 + 0.019)
+        packet = buffer.pop(now=(k + 1) * 0.020)
+        if packet is not None:
+            played.append(packet.sequence)
+    for k in range(len(order), len(order) + 6):
+        packet = buffer.pop(now=(k + 1) * 0.020)
+        if packet is not None:
+            played.append(packet.sequence)
+    assert played == list(range(100, 112))
+    assert (buffer.lost, buffer.late) == (0, 0)
+
+
+def test_jitter_buffer_rebuffer_after_underrun_counts_from_arrival() -> None:
+    buffer = JitterBuffer(depth_ms=40, frame_ms=20)
+    buffer.push(pkt(1), now=0.0)
+    assert [buffer.pop(now=t) for t in (0.02, 0.04)][1] is not None
+    assert buffer.pop(now=0.06) is None  # underrun
+    buffer.push(pkt(2), now=0.0999)
+    assert buffer.pop(now=0.10) is None
+    assert buffer.pop(now=0.12) is None
+    packet = buffer.pop(now=0.14)
+    assert packet is not None and packet.sequence == 2
+    assert buffer.lost == 0
+
+
+def test_jitter_buffer_slow_sender_slips_instead_of_skipping() -> None:
+    # The sender runs 2.5 ms slow per packet and swaps 120/121: by then the
+    # depth is used up, so playout waits a frame for 120 instead of losing it.
+    buffer = JitterBuffer(depth_ms=60, frame_ms=20)
+    order = [*range(20), 21, 20, *range(22, 30)]
+    events = [(k * 0.0225 + 0.001, "push", seq) for k, seq in enumerate(order)]
+    events += [(k * 0.020, "pop", 0) for k in range(1, 50)]
+    played: list[int] = []
+    for now, kind, seq in sorted(events):
+        if kind == "push":
+            buffer.push(pkt(100 + seq), now=now)
+        elif (packet := buffer.pop(now=now)) is not None:
+            played.append(packet.sequence)
+    assert played == list(range(100, 130))
+    assert (buffer.lost, buffer.late, buffer.duplicates) == (0, 0, 0)
+
+
+def test_jitter_buffer_copy_of_a_played_packet_is_a_duplicate() -> None:
+    buffer = JitterBuffer(depth_ms=20, frame_ms=20)
+    buffer.push(pkt(1), now=0.0)
+    assert buffer.pop(now=0.02) is not None
+    buffer.push(pkt(1), now=0.03)
+    assert (buffer.duplicates, buffer.late) == (1, 0)
+    assert len(buffer) == 0
+
+
+def tone(hz: float, seconds: float = 1.0, rate: int = 16_000, amp: float = 8000) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.asarray(amp * np.sin(2 * np.pi * hz * t), dtype=np.int16)
+
+
+def level_db(pcm: bytes, reference: np.ndarray, skip: int) -> float:
+    out = np.frombuffer(pcm, dtype=np.int16).astype(float)[skip:]
+    ref = reference.astype(float)
+    return float(20 * np.log10(np.sqrt(np.mean(out**2)) / np.sqrt(np.mean(ref**2))))
+
+
+def in_frames(resampler: PolyphaseResampler, pcm: bytes, frame_bytes: int) -> list[bytes]:
+    return [resampler.process(pcm[i : i + frame_bytes]) for i in range(0, len(pcm), frame_bytes)]
+
+
+def test_resampler_frames_are_exact_and_keep_a_3khz_tone() -> None:
+    source = tone(3000)
+    down, up = PolyphaseResampler(up=1, down=2), PolyphaseResampler(up=2, down=1)
+    frames_8k = in_frames(down, source.tobytes(), 640)
+    assert all(len(frame) == 320 for frame in frames_8k)  # 160 samples per 20 ms
+    frames_16k = in_frames(up, b"".join(frames_8k), 320)
+    assert all(len(frame) == 640 for frame in frames_16k)  # 320 samples per 20 ms
+    assert abs(level_db(b"".join(frames_8k), source, skip=100)) < 1.5
+    assert abs(level_db(b"".join(frames_16k), source, skip=200)) < 1.5
+    # Short group delay: the tone is there within the first frame.
+    first = np.frombuffer(frames_8k[0], dtype=np.int16)
+    assert np.max(np.abs(first[40:])) > 4000
+
+
+def test_resampler_rejects_6khz_instead_of_aliasing_it() -> None:
+    source = tone(6000)
+    out = b"".join(in_frames(PolyphaseResampler(up=1, down=2), source.tobytes(), 640))
+    assert level_db(out, source, skip=100) <= -30
+    samples = np.frombuffer(out, dtype=np.int16).astype(float)[100:]
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    freqs = np.fft.rfftfreq(samples.size, 1 / 8000)
+    alias = spectrum[np.abs(freqs - 2000) < 50].max()
+    full_scale = np.abs(
+        np.fft.rfft(tone(2000, rate=8000).astype(float)[100:] * np.hanning(samples.size))
+    )
+    assert 20 * np.log10(alias / full_scale.max()) <= -30
+
+
+@pytest.mark.parametrize(("up", "down", "chunk"), [(1, 2, 640), (2, 1, 320), (1, 2, 6), (2, 1, 2)])
+def test_resampler_chunked_equals_one_shot(up: int, down: int, chunk: int) -> None:
+    rng = np.random.default_rng(3)
+    pcm = rng.integers(-20000, 20000, 4000, dtype=np.int16).tobytes()
+    whole = PolyphaseResampler(up=up, down=down).process(pcm)
+    chunked = b"".join(in_frames(PolyphaseResampler(up=up, down=down), pcm, chunk))
+    assert len(whole) == len(pcm) * up // down
+    assert chunked == whole
+
+
+def test_resampler_rejects_odd_bytes() -> None:
+    with pytest.raises(RtpError):
+        PolyphaseResampler(up=2, down=1).process(b"\0\0\0")
 
 
 def test_telephone_event_parse() -> None:
