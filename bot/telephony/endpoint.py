@@ -320,7 +320,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         rtp = call.rtp
         if offer.connection_host != "0.0.0.0":
             rtp.set_remote(offer.connection_host, offer.audio_port)
-        rtp.set_sending(offer.direction in ("sendrecv", "recvonly") and not offer.on_hold)
+        rtp.set_sending(_sends(offer))
         log.info("line %d: the caller %s", call.line, "holds" if offer.on_hold else "resumed")
         call.sdp_version += 1
         self._send(self._answer(call, invite, offer), addr)
@@ -355,6 +355,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             call.last_response = ok
             call.answered = True
             self.stats["answered"] += 1
+            call.rtp.set_sending(_sends(call.offer))
             self._send(ok, call.peer)
             retransmit = asyncio.create_task(self._until_acked(call, ok))
             log.info(
@@ -412,6 +413,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             )
         )
         rtp = await asyncio.wrap_future(opened)
+        rtp.set_sending(False)  # no media before the answer
         if call.offer.connection_host != "0.0.0.0":
             rtp.set_remote(call.offer.connection_host, call.offer.audio_port)
         return rtp
@@ -479,6 +481,11 @@ class SipEndpoint(asyncio.DatagramProtocol):
             task = self._pending_bye.pop(message.call_id, None)
             if task is not None:
                 task.cancel()
+
+
+def _sends(offer: Offer) -> bool:
+    """Whether the bot sends audio under this offer (not while held)."""
+    return offer.direction in ("sendrecv", "recvonly") and not offer.on_hold
 
 
 class TelephonyError(RuntimeError):
