@@ -70,5 +70,10 @@ async def serve_forever(service: PhoneService) -> None:
     await service.start()
     try:
         await asyncio.Event().wait()
-    finally:
-        await asyncio.shield(service.stop())
+    except asyncio.CancelledError:
+        log.info("stopping: no new calls; calls in progress may finish")
+        await service.stop()
+        raise
+    except BaseException:
+        await service.stop()
+        raise
