@@ -73,6 +73,10 @@ def test_events_serialise_to_one_json_object_each() -> None:
         "t_ms": 0,
         "call_id": "c1",
         "channel": "text",
+        "caller_number": None,
+        "caller_withheld": False,
+        "dialled_number": None,
+        "line": None,
     }
     turn = json.loads(BotTurn("c1", 120, user="hi", intent="greet", bot=("Hello.",)).to_json())
     assert turn["event"] == "bot_turn" and turn["t_ms"] == 120 and turn["bot"] == ["Hello."]
