@@ -157,6 +157,7 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
 def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
     """The phone lines' settings: voicebot.yml's telephony section, then flags."""
     from bot.telephony.endpoint import TelephonySettings
+    from bot.telephony.register import AccountError, parse_accounts
 
     tel = settings.telephony
     listen = getattr(args, "sip_listen", None) or tel.listen
@@ -167,9 +168,14 @@ def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
     if lines < 1:
         raise CliError("--lines: at least one line")
     codecs = tuple(c.strip().upper() for c in tel.codecs.split(",") if c.strip())
-    unknown = set(codecs) - {"PCMU", "PCMA"}
+    unknown = set(codecs) - {"G722", "PCMU", "PCMA"}
     if unknown or not codecs:
-        raise CliError(f"telephony.codecs: known are PCMU and PCMA, got {tel.codecs!r}")
+        raise CliError(f"telephony.codecs: known are G722, PCMU and PCMA, got {tel.codecs!r}")
+    try:
+        accounts = tuple(parse_accounts(tel.accounts, os.environ))
+    except AccountError as exc:
+        raise CliError(str(exc)) from exc
+    transfer_to = str(settings.escalation.get("transfer_to") or "").strip()
     return TelephonySettings(
         host=host,
         port=int(port),
@@ -181,6 +187,8 @@ def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
         rtp_timeout_seconds=tel.rtp_timeout_seconds,
         answer_after_ms=tel.answer_after_ms,
         stop_grace_seconds=tel.stop_grace_seconds,
+        accounts=accounts,
+        transfer_to=transfer_to,
     )
 
 

@@ -187,6 +187,17 @@ class HungUp(CallEvent):
     by: str = "caller"
 
 
+@dataclass(frozen=True)
+class Transferred(CallEvent):
+    """An escalated phone call was handed to the PBX (SIP REFER to
+    ``escalation.transfer_to``); when it did not connect, the caller waits
+    on the bot's line instead."""
+
+    name: ClassVar[str] = "transferred"
+    to: str = ""
+    connected: bool = False
+
+
 EventListener = Callable[[CallEvent], None]
 
 

@@ -122,10 +122,13 @@ class TelephonyConfig:
     rtp_port_min: int = 20000
     rtp_port_max: int = 20999
     # By preference, comma-separated.
-    codecs: str = "PCMU,PCMA"
+    codecs: str = "G722,PCMU,PCMA"
     rtp_timeout_seconds: float = 30.0
     answer_after_ms: int = 300
     stop_grace_seconds: float = 60.0
+    # Extensions to register with a PBX: mappings with registrar, user (or a
+    # users range such as 201-208), password or password_env, expires.
+    accounts: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,9 +263,16 @@ def load_settings(
     unknown = set(raw) - set(_SECTIONS) - {"escalation"}
     if unknown:
         raise SettingsError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
+    # Lists don't fit environment variables: telephony.accounts is read as is.
+    telephony_raw = dict(raw.get("telephony") or {})
+    accounts = telephony_raw.pop("accounts", None) or []
+    if not isinstance(accounts, list) or not all(isinstance(a, dict) for a in accounts):
+        raise SettingsError(f"{path}: telephony.accounts must be a list of mappings")
+    raw = {**raw, "telephony": telephony_raw}
     sections = {
         name: _build_section(name, cls, raw.get(name) or {}, env) for name, cls in _SECTIONS.items()
     }
+    sections["telephony"] = dataclasses.replace(sections["telephony"], accounts=tuple(accounts))
     escalation = raw.get("escalation") or {}
     if not isinstance(escalation, dict):
         raise SettingsError(f"{path}: escalation must be a mapping")

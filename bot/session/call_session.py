@@ -27,6 +27,7 @@ from bot.events import (
     SpeechEnded,
     SpeechStarted,
     TranscriptPartial,
+    Transferred,
     TurnEnd,
 )
 from bot.expectations import Expectation
@@ -388,7 +389,10 @@ class CallSession:
         assert self.call is not None
         if then_end is None:
             return
-        if then_end is EndReason.TRANSFERRED and HoldController.possible(
+        if then_end is EndReason.TRANSFERRED and self._transfers():
+            # A phone line whose PBX takes escalated calls: transfer there.
+            self._holding = asyncio.create_task(self._transfer_or_hold())
+        elif then_end is EndReason.TRANSFERRED and HoldController.possible(
             self.engine, self.call, self.hold_pcm
         ):
             self._holding = asyncio.create_task(self._wait_on_hold())
@@ -396,6 +400,26 @@ class CallSession:
             # A transfer or goodbye cut short still happens; only the bot's own
             # hang-up waits, since the caller came in with more to say.
             self._end_reason = then_end
+
+    def _transfers(self) -> bool:
+        target: object = getattr(self.channel, "transfer_target", None)
+        return bool(target)
+
+    async def _transfer_or_hold(self) -> None:
+        """Hands the caller to the PBX; the handoff stays queued for the
+        console. A transfer that fails keeps the caller on this line, on
+        hold when there is a queue."""
+        assert self.call is not None
+        call, channel = self.call, self.channel
+        target = str(getattr(channel, "transfer_target", ""))
+        connected = bool(await channel.transfer())  # type: ignore[attr-defined]
+        call.emit(Transferred(call.call_id, channel.now_ms(), to=target, connected=connected))
+        if connected:
+            self._end_reason = EndReason.TRANSFERRED
+        elif HoldController.possible(self.engine, call, self.hold_pcm):
+            await self._wait_on_hold()
+        else:
+            self._end_reason = EndReason.TRANSFERRED
 
     async def _wait_on_hold(self) -> None:
         assert self.call is not None and self._voice is not None and self.hold_pcm is not None

@@ -26,6 +26,7 @@ from typing import cast
 
 from bot.call import LineInfo
 from bot.telephony.media import MediaThread, RtpSession
+from bot.telephony.register import Account, Registration
 from bot.telephony.sdp import Codec, Offer, SdpError, build_answer, choose_codec, parse_offer
 from bot.telephony.sip import (
     SipError,
@@ -45,7 +46,9 @@ log = logging.getLogger(__name__)
 T1 = 0.5  # RFC 3261 timer T1: the first retransmission interval
 T2 = 4.0  # the longest interval between retransmissions
 TRANSACTION_SECONDS = 64 * T1  # timer B/H: give up on an unanswered transaction
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
+# How long a transfer may take before the bot keeps the caller itself.
+TRANSFER_SECONDS = 30.0
 SDP = "application/sdp"
 
 
@@ -59,7 +62,7 @@ class TelephonySettings:
     rtp_port_min: int = 20000
     rtp_port_max: int = 20999
     # Codecs by preference; the first one the caller offers is used.
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     # No audio at all for this long: the caller is gone (a phone that
     # vanished without BYE).
     rtp_timeout_seconds: float = 30.0
@@ -67,6 +70,11 @@ class TelephonySettings:
     answer_after_ms: int = 300
     # On stop, calls in progress get this long to finish.
     stop_grace_seconds: float = 60.0
+    # Extensions the bot registers with a PBX (empty: calls sent straight here).
+    accounts: tuple[Account, ...] = ()
+    # escalation.transfer_to: escalated phone calls are transferred (REFER)
+    # here, a PBX queue or number, instead of waiting on the bot's line.
+    transfer_to: str = ""
 
     @property
     def sdp_host(self) -> str:
@@ -94,6 +102,9 @@ class PhoneCall:
     sdp_version: int = 1
     last_response: SipMessage | None = None
     keys: list[str] = field(default_factory=list)
+    # A blind transfer under way: its outcome (True: connected elsewhere) once
+    # the transferee's NOTIFY reports a final status.
+    transfer: asyncio.Future[bool] | None = None
     # The caller's audio, 20 ms frames at 16 kHz, as the media thread decodes
     # them; None once the caller has gone.
     frames: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
@@ -110,7 +121,12 @@ CallHandler = Callable[[PhoneCall], Awaitable[None]]
 class SipEndpoint(asyncio.DatagramProtocol):
     """Answers calls on ``settings.host:port``; ``handler`` runs each one."""
 
-    def __init__(self, settings: TelephonySettings, media: MediaThread, handler: CallHandler):
+    def __init__(
+        self,
+        settings: TelephonySettings,
+        media: MediaThread,
+        handler: CallHandler,
+    ):
         self.settings = settings
         self.media = media
         self.handler = handler
@@ -119,6 +135,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._free = list(range(1, settings.lines + 1))
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending_bye: dict[str, asyncio.Task[None]] = {}
+        # Requests the bot sends outside BYE (REGISTER, OPTIONS, REFER), by Via branch.
+        self._client: dict[str, asyncio.Future[SipMessage]] = {}
+        self._provisional: set[str] = set()
+        self.registrations = [Registration(self, account) for account in settings.accounts]
         self._stopping = False
         self._garbage = 0
         self.stats = {"answered": 0, "busy": 0, "rejected": 0, "garbage": 0}
@@ -142,6 +162,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self.settings.port,
             self.settings.lines,
         )
+        for registration in self.registrations:
+            registration.start()
 
     @property
     def local_port(self) -> int:
@@ -167,6 +189,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         for bye in list(self._pending_bye.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(bye, 2.0)
+        await asyncio.gather(*(r.stop() for r in self.registrations), return_exceptions=True)
         if self._transport is not None:
             self._transport.close()
 
@@ -245,6 +268,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._send(response_to(message, 200, "OK"), addr)
         elif method == "NOTIFY":
             self._send(response_to(message, 200, "OK"), addr)
+            self._on_notify(call, message)
         else:
             reply = response_to(message, 501, "Not Implemented")
             reply.add_header("Allow", ALLOW)
@@ -437,25 +461,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return
         call.bot_gone = True
         call.frames.put_nowait(None)
-        call.cseq += 1
-        remote = call.invite.header("From") or ""
-        local = call.invite.header("To") or ""
-        if "tag=" not in local:
-            local = f"{local};tag={call.local_tag}"
-        contact = call.invite.header("Contact")
-        target = parse_name_addr(contact).uri if contact else parse_name_addr(remote).uri
-        bye = request(
-            "BYE",
-            target,
-            [
-                ("Via", f"SIP/2.0/UDP {self._via_host()};branch={new_branch()}"),
-                ("Max-Forwards", "70"),
-                ("From", local),
-                ("To", remote),
-                ("Call-ID", call.call_id),
-                ("CSeq", f"{call.cseq} BYE"),
-            ],
-        )
+        bye = self.in_dialog(call, "BYE")
         log.info("line %d: the bot hangs up", call.line)
         task = asyncio.create_task(self._until_answered(call.call_id, bye, call.peer))
         self._pending_bye[call.call_id] = task
@@ -472,15 +478,169 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._send(bye, peer)
             interval = min(interval * 2, T2)
 
+    # -- requests the bot sends --------------------------------------------------
+
+    async def send_request(
+        self, message: SipMessage, addr: tuple[str, int], timeout: float = TRANSACTION_SECONDS
+    ) -> SipMessage | None:
+        """Sends a non-INVITE request and waits for its final response,
+        retransmitting as RFC 3261 §17.1.2 says; None when nothing answers."""
+        branch = via_branch(message)
+        if not branch:
+            raise SipError("a request the bot sends needs a Via branch")
+        future: asyncio.Future[SipMessage] = asyncio.get_running_loop().create_future()
+        self._client[branch] = future
+        interval, deadline = T1, time.monotonic() + timeout
+        try:
+            self._send(message, addr)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(future), min(interval, left))
+                self._send(message, addr)
+                interval = T2 if branch in self._provisional else min(interval * 2, T2)
+        finally:
+            self._client.pop(branch, None)
+            self._provisional.discard(branch)
+
+    def via(self) -> str:
+        return f"SIP/2.0/UDP {self._via_host()};branch={new_branch()};rport"
+
+    def in_dialog(self, call: PhoneCall, method: str) -> SipMessage:
+        """A new request inside a call's dialog (the bot is its UAS side)."""
+        call.cseq += 1
+        remote = call.invite.header("From") or ""
+        local = call.invite.header("To") or ""
+        if "tag=" not in local:
+            local = f"{local};tag={call.local_tag}"
+        contact = call.invite.header("Contact")
+        target = parse_name_addr(contact).uri if contact else parse_name_addr(remote).uri
+        return request(
+            method,
+            target,
+            [
+                ("Via", self.via()),
+                ("Max-Forwards", "70"),
+                ("From", local),
+                ("To", remote),
+                ("Call-ID", call.call_id),
+                ("CSeq", f"{call.cseq} {method}"),
+            ],
+        )
+
+    async def transfer(self, call: PhoneCall, target: str) -> bool:
+        """A blind transfer (RFC 3515 REFER) of the caller to ``target`` (a
+        number or a SIP URI). True once the transferee reports the new call
+        connected, or hangs up on the bot after accepting; False when the
+        REFER is refused or fails, leaving the caller with the bot."""
+        if not call.confirmed or call.caller_gone or call.bot_gone:
+            return False
+        refer_to = transfer_uri(target, call)
+        refer = self.in_dialog(call, "REFER")
+        refer.add_header("Refer-To", f"<{refer_to}>")
+        refer.add_header("Referred-By", f"<sip:voicebot@{self._via_host()}>")
+        refer.add_header("Contact", f"<sip:voicebot@{self._via_host()}>")
+        call.transfer = asyncio.get_running_loop().create_future()
+        log.info("line %d: transferring the caller to %s", call.line, refer_to)
+        try:
+            reply = await self.send_request(refer, call.peer)
+            if reply is None or reply.status is None or reply.status >= 300:
+                status = "no answer" if reply is None else f"{reply.status} {reply.reason}"
+                log.warning(
+                    "line %d: the transfer to %s was refused (%s)", call.line, refer_to, status
+                )
+                return False
+            gone = asyncio.ensure_future(self._caller_gone(call))
+            try:
+                done, _ = await asyncio.wait(
+                    {call.transfer, gone},
+                    timeout=TRANSFER_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                gone.cancel()
+            if call.transfer.done():
+                connected = call.transfer.result()
+            elif gone in done:
+                connected = True  # the transferee hung up on the bot: it went through
+            else:
+                log.warning("line %d: no word on the transfer to %s", call.line, refer_to)
+                connected = False
+            if connected:
+                log.info("line %d: the caller was transferred to %s", call.line, refer_to)
+                self.hang_up(call)
+            else:
+                log.warning("line %d: the transfer to %s did not connect", call.line, refer_to)
+            return connected
+        finally:
+            call.transfer = None
+
+    @staticmethod
+    async def _caller_gone(call: PhoneCall) -> bool:
+        while not call.caller_gone:
+            await asyncio.sleep(0.05)
+        return True
+
+    def _on_notify(self, call: PhoneCall, notify: SipMessage) -> None:
+        """The progress of a transfer (RFC 3515 §2.4.5: a message/sipfrag status line)."""
+        if call.transfer is None or call.transfer.done():
+            return
+        if not (notify.header("Event") or "").strip().lower().startswith("refer"):
+            return
+        status = sipfrag_status(notify.body)
+        if status is not None and status >= 200:
+            call.transfer.set_result(status < 300)
+
     def _via_host(self) -> str:
         return f"{self.settings.host}:{self.local_port}"
 
     def _on_response(self, message: SipMessage) -> None:
+        branch = via_branch(message)
+        waiting = self._client.get(branch) if branch else None
+        if waiting is not None and message.status is not None:
+            if message.status >= 200:
+                if not waiting.done():
+                    waiting.set_result(message)
+            else:
+                self._provisional.add(branch or "")
+            return
         _number, method = message.cseq
         if method == "BYE" and message.status is not None and message.status >= 200:
             task = self._pending_bye.pop(message.call_id, None)
             if task is not None:
                 task.cancel()
+
+
+def via_branch(message: SipMessage) -> str | None:
+    """The branch parameter of a message's top Via."""
+    via = message.header("Via")
+    if not via:
+        return None
+    for param in via.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "branch":
+            return value.strip() or None
+    return None
+
+
+def sipfrag_status(body: bytes) -> int | None:
+    """The status code of a message/sipfrag body's first line ("SIP/2.0 200 OK")."""
+    first = body.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split()
+    if len(first) >= 2 and first[0].upper().startswith("SIP/") and first[1].isdigit():
+        return int(first[1])
+    return None
+
+
+def transfer_uri(target: str, call: PhoneCall) -> str:
+    """Where a transfer goes: a full SIP URI as given, or a number (an
+    extension, a queue) at the PBX that sent the call."""
+    target = target.strip()
+    if target.lower().startswith(("sip:", "sips:", "tel:")):
+        return target
+    host = call.peer[0]
+    return f"sip:{target}@[{host}]" if ":" in host else f"sip:{target}@{host}"
 
 
 def _sends(offer: Offer) -> bool:

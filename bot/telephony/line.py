@@ -69,6 +69,18 @@ class PhoneLine:
         keys, self._call.keys[:] = list(self._call.keys), []
         return keys
 
+    @property
+    def transfer_target(self) -> str:
+        """Where escalated calls go on the PBX (empty: they wait on this line)."""
+        return self._endpoint.settings.transfer_to
+
+    async def transfer(self) -> bool:
+        """Blind-transfers the caller to the target; False leaves them here."""
+        target = self.transfer_target
+        if not target:
+            return False
+        return await self._endpoint.transfer(self._call, target)
+
     async def clear_line(self) -> str:
         """Hangs up unless the caller already has; says who cleared the line."""
         if self._call.caller_gone:

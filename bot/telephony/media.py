@@ -11,8 +11,9 @@ quick (hand work over with loop.call_soon_threadsafe or a queue).
 Each session runs one tick per 20 ms on an absolute schedule: it plays out one
 received packet through the jitter buffer as exactly one 16 kHz frame, and
 sends one 20 ms packet (queued bot audio, a DTMF event, or encoded silence so
-the stream stays continuous for NATs and media gateways). Only 20 ms G.711
-packets are expected from the far end.
+the stream stays continuous for NATs and media gateways). Only 20 ms packets
+are expected from the far end. G.711 audio is 8 kHz and goes through a
+resampler each way; G.722 audio is already 16 kHz and goes straight through.
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot.pcm import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
+from bot.telephony.codecs import AudioCodec, audio_codec
 from bot.telephony.rtp import (
     DTMF_EVENTS,
-    G711_RATE_HZ,
     SEQ_MOD,
     TS_MOD,
     DtmfDetector,
-    G711Codec,
     JitterBuffer,
     PolyphaseResampler,
     RtpError,
@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK_SECONDS = FRAME_MS / 1000
-SAMPLES_8K = G711_RATE_HZ * FRAME_MS // 1000  # 160 per packet
-BYTES_8K = SAMPLES_8K * 2
 SILENT_FRAME = b"\0" * FRAME_BYTES
 MAX_LAG_SECONDS = 0.2  # further behind schedule than this: skip ticks, don't burst
 DTMF_GAP_TICKS = 3  # silence between sent digits
@@ -159,8 +157,25 @@ class _Resampler:
         self._chunk = chunk_bytes
 
     def convert(self, pcm: bytes) -> bytes:
-        out = self._resampler.process(pcm)
-        return out[: self._chunk] + b"\0" * (self._chunk - len(out))
+        return _fit(self._resampler.process(pcm), self._chunk)
+
+
+def _fit(pcm: bytes, size: int) -> bytes:
+    """pcm cut or padded with silence to size bytes (a far end sending other
+    than 20 ms packets still gives one frame per tick)."""
+    return pcm[:size] + b"\0" * (size - len(pcm))
+
+
+def _resamplers(codec_rate_hz: int) -> tuple[_Resampler | None, _Resampler | None]:
+    """(receive, send) resamplers between the codec's rate and the bot's 16 kHz;
+    none when they are equal (G.722), so wideband audio is not filtered."""
+    if codec_rate_hz == SAMPLE_RATE_HZ:
+        return None, None
+    codec_bytes = codec_rate_hz * FRAME_MS // 1000 * 2
+    return (
+        _Resampler(codec_rate_hz, SAMPLE_RATE_HZ, FRAME_BYTES),
+        _Resampler(SAMPLE_RATE_HZ, codec_rate_hz, codec_bytes),
+    )
 
 
 class RtpSession:
@@ -169,7 +184,7 @@ class RtpSession:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        codec: G711Codec,
+        codec: AudioCodec,
         payload_type: int,
         dtmf_payload_type: int | None,
         on_frame: Callable[[bytes], None],
@@ -189,9 +204,10 @@ class RtpSession:
         self._lock = threading.Lock()
         self._jitter = JitterBuffer(depth_ms=jitter_ms, frame_ms=FRAME_MS)
         self._dtmf_in = DtmfDetector()
-        self._rx = _Resampler(G711_RATE_HZ, SAMPLE_RATE_HZ, FRAME_BYTES)
-        self._tx = _Resampler(SAMPLE_RATE_HZ, G711_RATE_HZ, BYTES_8K)
-        self._silence_8k = b"\0" * BYTES_8K
+        self._rx, self._tx = _resamplers(codec.sample_rate_hz)
+        self._silence_in = b"\0" * (codec.sample_rate_hz * FRAME_MS // 1000 * 2)
+        # The RTP clock need not be the audio rate (G.722: 8000 Hz for 16 kHz).
+        self._ts_step = codec.clock_rate_hz * FRAME_MS // 1000
         self._stats = _Stats()
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -230,7 +246,7 @@ class RtpSession:
         loop = asyncio.get_running_loop()
         session = cls(
             loop,
-            G711Codec(codec_name),
+            audio_codec(codec_name),
             payload_type,
             dtmf_payload_type,
             on_frame,
@@ -433,10 +449,11 @@ class RtpSession:
             )
             self._timed_out = self._timed_out or timed_out
         if packet is not None and packet.payload_type == self._payload_type:
-            pcm8k = self._codec.decode(packet.payload)
+            pcm = self._codec.decode(packet.payload)
         else:
-            pcm8k = self._silence_8k
-        _call(self._on_frame, self._rx.convert(pcm8k))
+            pcm = self._silence_in
+        frame = self._rx.convert(pcm) if self._rx is not None else _fit(pcm, FRAME_BYTES)
+        _call(self._on_frame, frame)
         if timed_out:
             log.warning("no RTP for %.1f s on port %s", self._timeout_seconds, self.local_port)
             _call(self._on_timeout)
@@ -448,7 +465,7 @@ class RtpSession:
             remote = self._remote
             if remote is None or not self._sending or self._transport is None:
                 self._played = SILENT_FRAME
-                self._ts = (self._ts + SAMPLES_8K) % TS_MOD
+                self._ts = (self._ts + self._ts_step) % TS_MOD
                 return
             out = self._next_dtmf_packet()
             if out is None:
@@ -464,15 +481,19 @@ class RtpSession:
                 marker = has_audio and not self._talking
                 self._talking = has_audio
                 self._played = frame
-                payload = self._codec.encode(self._tx.convert(frame))
+                pcm = self._tx.convert(frame) if self._tx is not None else frame
+                payload = self._codec.encode(pcm)
                 out = RtpPacket(
                     self._payload_type, self._seq, self._ts, self._ssrc, marker, payload
                 )
             else:
                 self._played = SILENT_FRAME
-                self._tx.convert(SILENT_FRAME)  # keep the resampler's timeline
+                if self._tx is not None:
+                    self._tx.convert(SILENT_FRAME)  # keep the resampler's timeline
+                # The encoder gets nothing: a G.722 far end decodes only what is
+                # sent, and its decoder must stay in step with our encoder.
             self._seq = (self._seq + 1) % SEQ_MOD
-            self._ts = (self._ts + SAMPLES_8K) % TS_MOD
+            self._ts = (self._ts + self._ts_step) % TS_MOD
             self._stats.sent += 1
             self._transport.sendto(out.to_bytes(), remote)
         if finished is not None:

@@ -1,5 +1,5 @@
 """RTP as a phone call carries it: packets, G.711 audio, a jitter buffer and
-RFC 4733 keypad events.
+RFC 4733 keypad events (G.722 audio is in bot.telephony.codecs).
 
 Everything here is pure (no sockets, no clocks) so that the wire format and the
 reordering/loss/DTMF rules can be unit-tested byte for byte; bot.telephony.media
@@ -122,6 +122,16 @@ class G711Codec:
     def __post_init__(self) -> None:
         if self.name not in ("PCMU", "PCMA"):
             raise RtpError(f"unsupported codec {self.name!r}: expected 'PCMU' or 'PCMA'")
+
+    @property
+    def sample_rate_hz(self) -> int:
+        """The linear audio in and out is at 8 kHz."""
+        return G711_RATE_HZ
+
+    @property
+    def clock_rate_hz(self) -> int:
+        """One RTP timestamp tick per sample."""
+        return G711_RATE_HZ
 
     def decode(self, payload: bytes) -> bytes:
         if self.name == "PCMU":

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from bot.pcm import FRAME_BYTES
+from bot.telephony.codecs import G722Codec
 from bot.telephony.media import MediaThread, RtpSession
-from bot.telephony.rtp import G711Codec, RtpPacket
+from bot.telephony.rtp import TS_MOD, G711Codec, RtpPacket
 
 PORTS = (40000, 40999)
 
@@ -46,13 +47,19 @@ def media() -> Iterator[MediaThread]:
     thread.stop()
 
 
-def open_session(media: MediaThread, sink: Sink, timeout: float = 30.0) -> RtpSession:
+def open_session(
+    media: MediaThread,
+    sink: Sink,
+    timeout: float = 30.0,
+    codec_name: str = "PCMU",
+    payload_type: int = 0,
+) -> RtpSession:
     return media.run(
         RtpSession.open(
             "127.0.0.1",
             PORTS,
-            codec_name="PCMU",
-            payload_type=0,
+            codec_name=codec_name,
+            payload_type=payload_type,
             dtmf_payload_type=101,
             on_frame=sink.frame,
             on_dtmf=sink.dtmf,
@@ -221,3 +228,73 @@ def test_send_to_closed_port_is_ignored(media: MediaThread) -> None:
         assert session.stats["sent"] > 10
     finally:
         session.close()
+
+
+def sound_then_quiet(sink: Sink) -> bool:
+    """True once something loud arrived and the latest 100 ms are quiet again."""
+    with sink.lock:
+        frames = [np.abs(np.frombuffer(f, dtype=np.int16)).max() for f in sink.frames]
+    return len(frames) > 5 and max(frames) > 2000 and max(frames[-5:]) < 100
+
+
+def test_g722_carries_wideband_audio_between_sessions(media: MediaThread) -> None:
+    """1 kHz and 6 kHz together: G.711 would lose the 6 kHz one (its 8 kHz audio
+    stops at 4 kHz); G.722 at 16 kHz, with no resampler, keeps both."""
+    a_sink, b_sink = Sink(), Sink()
+    a = open_session(media, a_sink, codec_name="G722", payload_type=9)
+    b = open_session(media, b_sink, codec_name="G722", payload_type=9)
+    a.set_remote("127.0.0.1", b.local_port)
+    b.set_remote("127.0.0.1", a.local_port)
+    t = np.arange(16000) / 16000
+    mix = 4000 * np.sin(2 * np.pi * 1000 * t) + 4000 * np.sin(2 * np.pi * 6000 * t)
+    try:
+        assert a.play(mix.astype(np.int16).tobytes()).result(5) is True
+        assert wait_for(lambda: sound_then_quiet(b_sink), 3)
+        with b_sink.lock:
+            received = np.frombuffer(b"".join(b_sink.frames), dtype=np.int16).astype(float)
+        loud = np.flatnonzero(np.abs(received) > 2000)
+        assert loud.size
+        segment = received[loud[0] + 1600 : loud[0] + 1600 + 8000]  # 0.5 s, steady part
+        assert segment.size == 8000
+        t = np.arange(segment.size) / 16000
+        basis = np.stack(
+            [f(2 * np.pi * hz * t) for hz in (1000, 6000) for f in (np.sin, np.cos)], axis=1
+        )
+        coef = np.linalg.lstsq(basis, segment, rcond=None)[0]
+        fit = basis @ coef
+        snr = 10 * np.log10(np.sum(fit**2) / np.sum((segment - fit) ** 2))
+        assert snr > 20  # measured 29 dB
+        for amplitude in (np.hypot(*coef[:2]), np.hypot(*coef[2:])):
+            assert abs(20 * np.log10(amplitude / 4000)) < 1.0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_g722_packets_on_the_wire(media: MediaThread) -> None:
+    """Payload type 9, 160 bytes per 20 ms, and the timestamp steps by 160
+    (RFC 3551: G.722's RTP clock is 8000 Hz) although 320 samples are sent."""
+    sink = Sink()
+    session = open_session(media, sink, codec_name="G722", payload_type=9)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.bind(("127.0.0.1", 0))
+    raw.settimeout(2.0)
+    session.set_remote("127.0.0.1", raw.getsockname()[1])
+    try:
+        session.play(tone_16k(0.5, hz=1000.0))
+        packets = [RtpPacket.parse(raw.recv(2048)) for _ in range(30)]
+    finally:
+        raw.close()
+        session.close()
+    assert {p.payload_type for p in packets} == {9}
+    assert {len(p.payload) for p in packets} == {160}
+    assert len({p.ssrc for p in packets}) == 1
+    for before, after in zip(packets, packets[1:], strict=False):
+        assert (after.sequence - before.sequence) % 65536 == 1
+        assert (after.timestamp - before.timestamp) % TS_MOD == 160
+    decoder = G722Codec()
+    heard = np.frombuffer(b"".join(decoder.decode(p.payload) for p in packets), dtype=np.int16)
+    loud = heard[np.abs(heard) > 1000]
+    assert loud.size > 1600  # at least 0.1 s of the tone, decoded by a codec of its own
+    spectrum = np.abs(np.fft.rfft(heard.astype(float)))
+    assert abs(np.argmax(spectrum) * 16000 / heard.size - 1000) < 40

@@ -53,12 +53,26 @@ def test_absolute_paths_stay_absolute(project: Path, tmp_path: Path) -> None:
         ("dialogue:\n  max_utterance_chars: lots\n", "expected int"),
         ("- a list\n", "mapping"),
         ("dialogue: [unclosed\n", "not valid YAML"),
+        ("telephony:\n  accounts: pbx.example.com\n", "accounts must be a list of mappings"),
     ],
 )
 def test_bad_settings_are_named(project: Path, text: str, message: str) -> None:
     write(project / "voicebot.yml", text)
     with pytest.raises(SettingsError, match=message):
         load_settings(project, env={})
+
+
+def test_phone_accounts_are_read_as_a_list(project: Path) -> None:
+    write(
+        project / "voicebot.yml",
+        "telephony:\n  lines: 6\n  accounts:\n"
+        "    - {registrar: pbx.example.com, users: 201-206, password_env: PW}\n",
+    )
+    settings = load_settings(project, env={"VOICEBOT_TELEPHONY_LINES": "8"})
+    assert settings.telephony.lines == 8
+    assert settings.telephony.accounts == (
+        {"registrar": "pbx.example.com", "users": "201-206", "password_env": "PW"},
+    )
 
 
 def test_bad_environment_value_is_named(project: Path) -> None:
