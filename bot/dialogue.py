@@ -5,18 +5,28 @@ id. Custom actions run in the supervised action server. A failed custom action
 (crashed server, broken backend the action could not report) is caught here
 and turned into an ``action_failure`` escalation, so the caller is never left
 in silence.
+
+The agent's work runs on a thread of its own with its own event loop
+(``dialogue_loop``): policy and NLU inference hold the CPU for tens of
+milliseconds a turn, and on the calls' loop that would stall every other
+call's audio processing (with eight calls ending turns together, over a
+second). Each public coroutine hands its work to that loop and awaits it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.responses import Response
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +41,34 @@ _ACTION_FAILED_PREFIX = "Encountered an exception while running action"
 _current_failures: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "current_failures", default=None
 )
+
+
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def dialogue_loop() -> asyncio.AbstractEventLoop:
+    """The event loop (on its own daemon thread) that runs every dialogue's work."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="dialogue", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+async def on_dialogue_loop(work: Coroutine[Any, Any, _T]) -> _T:
+    """Runs ``work`` on the dialogue loop and awaits it from any loop;
+    cancelling the wait cancels the work."""
+    loop = dialogue_loop()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        return await work
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
 
 
 class DialogueError(RuntimeError):
@@ -154,6 +192,9 @@ class Dialogue:
 
     async def respond(self, call_id: str, text: str) -> DialogueReply:
         """Runs one caller turn through NLU, policies and actions."""
+        return await on_dialogue_loop(self._respond(call_id, text))
+
+    async def _respond(self, call_id: str, text: str) -> DialogueReply:
         from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
         before = await self._tracker(call_id)
@@ -216,6 +257,9 @@ class Dialogue:
     async def parse(self, text: str) -> tuple[str, float]:
         """What the NLU makes of a text (intent, confidence), without touching
         any call's dialogue state."""
+        return await on_dialogue_loop(self._parse(text))
+
+    async def _parse(self, text: str) -> tuple[str, float]:
         parsed = await self._agent.parse_message(text)
         intent = parsed.get("intent") or {}
         return str(intent.get("name") or ""), float(intent.get("confidence") or 0.0)
@@ -231,6 +275,11 @@ class Dialogue:
         next step is a custom action or a form (whose words depend on what it
         does), the preview stops there. Responses filled from slots are left out.
         """
+        return await on_dialogue_loop(self._preview(call_id, text, predict))
+
+    async def _preview(
+        self, call_id: str, text: str, predict: Callable[[str, float], bool]
+    ) -> Preview:
         from rasa.core.channels.channel import UserMessage
         from rasa.shared.core.events import (
             ActionExecuted,
@@ -275,6 +324,9 @@ class Dialogue:
     async def warm_up(self) -> None:
         """Runs the models once, so the first caller does not wait for
         TensorFlow to build its graphs (seconds on a busy machine)."""
+        return await on_dialogue_loop(self._warm_up())
+
+    async def _warm_up(self) -> None:
         from rasa.shared.core.trackers import DialogueStateTracker
 
         assert self._agent.processor is not None and self._agent.domain is not None
@@ -284,11 +336,17 @@ class Dialogue:
 
     async def slots(self, call_id: str) -> dict[str, Any]:
         """The call's slot values (order number, e-mail...)."""
+        return await on_dialogue_loop(self._slots(call_id))
+
+    async def _slots(self, call_id: str) -> dict[str, Any]:
         tracker = await self._tracker(call_id)
         return dict(tracker.current_slot_values())
 
     async def escalate(self, call_id: str, reason: str) -> str:
         """Marks the call escalated for a reason found outside the dialogue."""
+        return await on_dialogue_loop(self._escalate(call_id, reason))
+
+    async def _escalate(self, call_id: str, reason: str) -> str:
         tracker = await self._tracker(call_id)
         await self._mark_escalated(tracker, reason)
         return self.response_text(f"utter_escalate_{reason}")

@@ -188,6 +188,20 @@ class HungUp(CallEvent):
 
 
 @dataclass(frozen=True)
+class AgentSpeech(CallEvent):
+    """Words the agent said on the call (their own voice, transcribed): part
+    of the call's story, never training data for the bot."""
+
+    name: ClassVar[str] = "agent_speech"
+    text: str = ""
+    turn_id: int = 0
+
+
+# The intent recorded with an agent's words in the call store's turns.
+AGENT_SPEECH_INTENT = "agent_speech"
+
+
+@dataclass(frozen=True)
 class Transferred(CallEvent):
     """An escalated phone call was handed to the PBX (SIP REFER to
     ``escalation.transfer_to``); when it did not connect, the caller waits

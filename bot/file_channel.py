@@ -13,7 +13,8 @@ caller on hold hangs up at once. Silent frames follow the end of the file
 until then, at most ``tail_seconds`` of them while the session is idle.
 
 The bot's audio is laid on an output track at the call time it is played,
-and cut where the caller barges in.
+and cut where the caller barges in. ``real_time`` paces every frame at 20 ms,
+as a live call is (``voicebot call --real-time``).
 """
 
 from __future__ import annotations
@@ -88,8 +89,13 @@ class FileChannel:
 
     name = "file"
 
-    def __init__(self, caller_pcm: bytes, tail_seconds: float = 10.0) -> None:
+    def __init__(
+        self, caller_pcm: bytes, tail_seconds: float = 10.0, real_time: bool = False
+    ) -> None:
         self._caller = caller_pcm
+        # Every frame at the pace of a real call (an agent joining it from the
+        # console hears it as it would a phone call), not only while busy.
+        self._real_time = real_time
         self._frame_index = 0
         self._tail_frames = int(tail_seconds * 1000 / FRAME_MS)
         self._idle_tail = 0
@@ -102,8 +108,10 @@ class FileChannel:
         self.hung_up = False
 
     @classmethod
-    def from_wav(cls, path: Path, tail_seconds: float = 10.0) -> FileChannel:
-        return cls(read_wav_16k(path), tail_seconds)
+    def from_wav(
+        cls, path: Path, tail_seconds: float = 10.0, real_time: bool = False
+    ) -> FileChannel:
+        return cls(read_wav_16k(path), tail_seconds, real_time)
 
     # -- clock
 
@@ -132,7 +140,7 @@ class FileChannel:
                     if self._idle_tail > self._tail_frames:
                         return
                 frame = _SILENT_FRAME
-            if self._busy:
+            if self._busy or self._real_time:
                 # Real time while the session works: one frame per 20 ms.
                 wait = self._last_yield + FRAME_MS / 1000 - time.monotonic()
                 if wait > 0:

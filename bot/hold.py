@@ -186,6 +186,8 @@ class HoldLine:
             )
         if item.status == "returned":
             return HoldStep(say=(dialogue.response_text(Response.BACK_WITH_BOT),), back_to_bot=True)
+        if item.status == "waiting":
+            self._agent_joined = False  # back in line: the next agent is announced too
         if item.status == "claimed" and not self._agent_joined:
             self._agent_joined = True
             return HoldStep(say=(dialogue.response_text(Response.AGENT_JOINED),))

@@ -132,6 +132,21 @@ class TelephonyConfig:
 
 
 @dataclass(frozen=True)
+class AgentVoiceSettings:
+    """Agents' voices on calls (WebRTC between the console's browser and the bot)."""
+
+    # ICE servers, comma-separated (stun:host:port, turn:host:port?transport=udp).
+    # Empty: host candidates only, enough on one LAN; agents outside it need a
+    # TURN server reachable by both sides.
+    ice_servers: str = ""
+    turn_username: str = ""
+    turn_password: str = ""
+    # No audio from the agent's browser this long: the agent is gone (a
+    # closed tab) and the caller goes back in line.
+    lost_after_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     paths: PathSettings = field(default_factory=PathSettings)
@@ -146,6 +161,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
+    agent_voice: AgentVoiceSettings = field(default_factory=AgentVoiceSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -186,6 +202,7 @@ _SECTIONS = {
     "privacy": PrivacySettings,
     "logging": LoggingSettings,
     "telephony": TelephonyConfig,
+    "agent_voice": AgentVoiceSettings,
 }
 
 

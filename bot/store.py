@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.events import (
+    AGENT_SPEECH_INTENT,
+    AgentSpeech,
     BotTurn,
     CallEnded,
     CallEvent,
@@ -183,6 +185,21 @@ class CallStore:
                 "entities": json.dumps(event.entities),
                 "bot_text": json.dumps(list(event.bot)),
                 "timings": json.dumps(event.timings),
+            }
+            self._submit(lambda: self._insert(turns, row))
+        elif isinstance(event, AgentSpeech):
+            index = self._turn_index.get(event.call_id, 0)
+            self._turn_index[event.call_id] = index + 1
+            row = {
+                "call_id": event.call_id,
+                "turn_index": index,
+                "t_ms": event.t_ms,
+                "created_at": _now(),
+                "transcript": event.text,
+                "intent": AGENT_SPEECH_INTENT,
+                "entities": "{}",
+                "bot_text": "[]",
+                "timings": "{}",
             }
             self._submit(lambda: self._insert(turns, row))
         elif isinstance(event, Escalated):

@@ -132,6 +132,7 @@ class SpeechStack:
             recordings_dir=self.settings.recordings_dir,
             listeners=listeners,
             hold_pcm=self.hold_pcm,
+            agent_recogniser=self.new_recogniser,
         )
 
 
@@ -141,9 +142,11 @@ async def call_from_file(
     caller_wav: Path,
     bot_wav: Path | None = None,
     listeners: list[EventListener] | None = None,
+    real_time: bool = False,
 ) -> Call:
-    """A whole call with the caller's audio from a file, faster than real time."""
-    channel = FileChannel.from_wav(caller_wav)
+    """A whole call with the caller's audio from a file, faster than real time
+    unless ``real_time``."""
+    channel = FileChannel.from_wav(caller_wav, real_time=real_time)
     session = stack.session(engine, channel, listeners)
     try:
         call = await session.run()

@@ -178,6 +178,7 @@ class TurnReader:
                 turns.c.t_ms,
                 turns.c.created_at,
                 turns.c.transcript,
+                turns.c.intent,
                 turns.c.bot_text,
                 flagged.label("flagged"),
             )

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.events import AGENT_SPEECH_INTENT
 from bot.queue import Agent, QueueItem, QueueMetrics
 
 DISPOSITIONS: tuple[tuple[str, str], ...] = (
@@ -175,6 +176,8 @@ def call_view(item: QueueItem, agent_id: int, claimer: Agent | None) -> dict[str
         "status_label": STATUS_LABELS.get(item.status, item.status),
         "claimed_by_name": claimer.name if claimer else "",
         "active": item.status == "claimed" and item.claimed_by == agent_id,
+        # A live call with an agent: its audio can be joined from the browser.
+        "live_voice": item.kind == "call" and item.status == "claimed",
         "reason": reason_label(item.reason),
         "caller_number": item.caller_number or "",
         "priority_label": priority_label(item.priority),
@@ -192,11 +195,14 @@ def turn_view(row: Mapping[str, Any]) -> dict[str, Any]:
     """One turn of the call store (caller's words and the bot's replies)."""
     bot_text = row.get("bot_text") or "[]"
     replies = json.loads(bot_text) if isinstance(bot_text, str) else list(bot_text)
+    words = str(row.get("transcript") or "")
+    agent = row.get("intent") == AGENT_SPEECH_INTENT
     return {
         "turn_index": int(row["turn_index"]),
         "t_ms": int(row["t_ms"]),
         "time": call_time_text(row["t_ms"]),
-        "caller": str(row.get("transcript") or ""),
+        "caller": "" if agent else words,
+        "agent": words if agent else "",
         "bot": [str(text) for text in replies],
     }
 

@@ -115,6 +115,30 @@ messages = sa.Table(
     sa.Index("ix_queue_agent_messages_pending", "call_id", "delivered_at"),
 )
 
+# One browser's audio on a live call: the console writes the browser's offer,
+# the bot process holding the call answers it (the SDP travels here; the
+# audio flows between the browser and that process).
+VOICE_ROLES = ("agent", "monitor", "whisper")
+VOICE_STATES = ("offered", "answered", "connected", "failed", "lost", "closed", "replaced")
+voice_links = sa.Table(
+    "queue_voice_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("queue_items.id"), nullable=False),
+    sa.Column("call_id", sa.String(64), nullable=False),
+    sa.Column("agent_id", sa.Integer, sa.ForeignKey("queue_agents.id"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("offer", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text),
+    sa.Column("error", sa.Text),
+    # The agent put the caller on hold (music) while talking off the line.
+    sa.Column("on_hold", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_queue_voice_links_call", "call_id", "state"),
+)
+
 # Any fixed number: the advisory lock that serialises table creation on PostgreSQL.
 _CREATE_LOCK_KEY = 0x766F_6963_6571
 

@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.call import Call, CallEngine
 from bot.events import (
@@ -54,6 +56,9 @@ from bot.session.turns import Pause, Step, TurnDetector, TurnEnded, TurnStarted,
 from bot.session.waiting import HoldController, caller_number
 from bot.session.working import busy
 
+if TYPE_CHECKING:
+    from bot.agent_voice.bridge import VoiceBridge
+
 log = logging.getLogger(__name__)
 
 
@@ -73,8 +78,11 @@ class CallSession:
         recordings_dir: Path | None = None,
         listeners: list[EventListener] | None = None,
         hold_pcm: bytes | None = None,
+        agent_recogniser: Callable[[], Recogniser] | None = None,
     ) -> None:
         self.engine = engine
+        # A recogniser for an agent's voice on the call (their words transcribed).
+        self.agent_recogniser = agent_recogniser
         self.channel = channel
         self.settings = settings
         self.speaker = speaker
@@ -185,6 +193,8 @@ class CallSession:
         played = self.channel.played_frame()
         if self._recorder is not None:
             self._recorder.write(frame, played)
+        if self._hold is not None:
+            self._hold.caller_audio(frame)
         heard = self.gate.hear(frame, played, self.channel.is_playing)
         if heard.speech and self.turns.in_turn:
             self._turn_speech_ms += FRAME_MS
@@ -242,6 +252,8 @@ class CallSession:
             return
         if not (self.channel.is_playing or _running(self._replying)):
             return
+        if self._hold is not None and self._hold.agent_talking:
+            return  # people talk over each other: the agent's voice is never cut
         self._barged_in = True
         self._voice.interrupt()
         self.call.emit(
@@ -424,16 +436,48 @@ class CallSession:
     async def _wait_on_hold(self) -> None:
         assert self.call is not None and self._voice is not None and self.hold_pcm is not None
         self._hold = HoldController(
-            self.engine, self.call, self.channel, self._voice, self.settings, self.hold_pcm
+            self.engine,
+            self.call,
+            self.channel,
+            self._voice,
+            self.settings,
+            self.hold_pcm,
+            self._voice_bridge(),
         )
         try:
-            reason = await self._hold.wait(await caller_number(self.engine, self.call))
+            with busy(self.channel):
+                number = await caller_number(self.engine, self.call)
+            reason = await self._hold.wait(number)
         finally:
             self._hold = None
         if reason is not None:
             self._end_reason = reason
         else:
             self._watch.active(self.channel.now_ms())
+
+    def _voice_bridge(self) -> VoiceBridge | None:
+        """Agents' voices for the wait (None without a queue, or where WebRTC
+        cannot be had)."""
+        assert self.call is not None
+        if self.engine.queue is None:
+            return None
+        try:
+            from bot.agent_voice.bridge import VoiceBridge
+            from bot.agent_voice.link import ice_servers
+            from bot.queue.voice import VoiceSignals
+        except ImportError as exc:  # aiortc missing: agents type instead
+            log.warning("agents' voices unavailable: %s", exc)
+            return None
+        options = self.engine.settings.agent_voice
+        return VoiceBridge(
+            self.engine,
+            self.call,
+            self.channel,
+            VoiceSignals(self.engine.queue),
+            ice_servers(options.ice_servers, options.turn_username, options.turn_password),
+            self.agent_recogniser,
+            options.lost_after_seconds,
+        )
 
     # -- quiet -----------------------------------------------------------------
 

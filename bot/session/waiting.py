@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from bot.call import Call, CallEngine
 from bot.events import EndReason
@@ -21,6 +22,15 @@ from bot.responses import Response
 from bot.session.contracts import Channel, Recognised, VoiceSettings
 from bot.session.speaking import BotVoice
 from bot.session.working import busy
+
+if TYPE_CHECKING:
+    from bot.agent_voice.bridge import VoiceBridge
+
+# What the caller hears when the agent's connection is lost.
+AGENT_LOST = (
+    "I'm sorry, we lost the connection to your colleague. You keep your place in the "
+    "queue, and the next colleague will have everything you've told us."
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +44,10 @@ class HoldController:
         voice: BotVoice,
         settings: VoiceSettings,
         hold_pcm: bytes,
+        bridge: VoiceBridge | None = None,
     ) -> None:
         self._engine = engine
+        self._bridge = bridge
         self._call = call
         self._channel = channel
         self._voice = voice
@@ -43,6 +55,8 @@ class HoldController:
         self._music_pieces = hold_chunks(hold_pcm, settings.hold_music_piece_seconds)
         self._music: asyncio.Task[None] | None = None
         self._speaking = asyncio.Lock()
+        if bridge is not None:
+            bridge.attach(self._speaking, self._stop_music)
         self._callback_offered = False
         self._ended: EndReason | None = None
 
@@ -66,6 +80,7 @@ class HoldController:
             while self._ended is None:
                 with busy(self._channel):
                     step = await line.next_step(self._channel.now_ms())
+                    await self._follow_voices()
                 if step.offers_callback:
                     self._callback_offered = True
                 if step.say:
@@ -79,12 +94,48 @@ class HoldController:
         finally:
             await self._stop_music()
             line.close()
+            if self._bridge is not None:
+                await self._bridge.close()
+
+    @property
+    def agent_talking(self) -> bool:
+        return self._bridge is not None and self._bridge.talking
+
+    def caller_audio(self, frame: bytes) -> None:
+        """The caller's audio while waiting: to the agent on the call, if any."""
+        if self._bridge is not None:
+            self._bridge.caller_frame(frame)
+
+    async def _follow_voices(self) -> None:
+        """Agents' voices: answers new links, lets the agent's voice through
+        instead of music, and puts the caller back in line if it is lost."""
+        bridge = self._bridge
+        if bridge is None:
+            return
+        await bridge.sync()
+        if bridge.agent_lost.is_set():
+            bridge.agent_lost.clear()
+            lost = bridge.lost_link
+            if lost is not None:
+                loop = asyncio.get_running_loop()
+                try:
+                    await loop.run_in_executor(
+                        None, bridge.signals.requeue, lost.item_id, lost.agent_id
+                    )
+                except Exception as exc:
+                    log.error("call %s: could not requeue: %s", self._call.call_id, exc)
+            await self.say([AGENT_LOST])
+        if bridge.talking and self._music is not None:
+            await self._stop_music()
+        elif not bridge.talking and self._music is None and self._ended is None:
+            self._start_music()
 
     async def say(self, texts: list[str]) -> None:
         async with self._speaking:
             await self._stop_music()
             await self._voice.say(texts, self._call.turn_id)
-            if self._ended is None:
+            talking = self._bridge is not None and self._bridge.talking
+            if self._ended is None and not talking:
                 self._start_music()
 
     async def caller_said(self, heard: Recognised, turn_id: int) -> None:
@@ -95,8 +146,14 @@ class HoldController:
             return
         self._callback_offered = False
         dialogue = self._engine.dialogue_of(call)
-        number = call.caller_number or await _number_given(self._engine, call)
-        if is_yes(heard.text) and number and await convert_to_callback(self._engine, call, number):
+        with busy(self._channel):  # the dialogue and the queue answer in their own time
+            number = call.caller_number or await _number_given(self._engine, call)
+            converted = (
+                is_yes(heard.text)
+                and bool(number)
+                and await convert_to_callback(self._engine, call, str(number))
+            )
+        if converted:
             self._ended = EndReason.CALLBACK_ARRANGED
             await self.say([dialogue.response_text(Response.CALLBACK_ARRANGED)])
         else:

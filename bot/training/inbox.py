@@ -38,7 +38,7 @@ REASONS = (
 NEEDS_LOOK = frozenset(REASONS[:-1])
 FALLBACK_INTENTS = frozenset({"nlu_fallback", "out_of_scope"})
 # Turns that never reached the dialogue (caller speech while on hold).
-NOT_DIALOGUE_INTENTS = frozenset({"on_hold", ""})
+NOT_DIALOGUE_INTENTS = frozenset({"on_hold", "agent_speech", ""})
 
 # Words that change nothing about what a caller wants.
 FILLERS = frozenset(

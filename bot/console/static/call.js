@@ -70,6 +70,7 @@
       said.append(flagControl(turn));
       inner.append(said);
     }
+    if (turn.agent) inner.append(line("Agent", time, turn.agent));
     turn.bot.forEach(function (text) {
       inner.append(line("Bot", time, text));
     });
