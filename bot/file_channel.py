@@ -105,6 +105,8 @@ class FileChannel:
         self._play_end_frame = 0
         self._play_done: asyncio.Event | None = None
         self._stopped = False
+        # Plays replaced by a later one before they finished.
+        self._cut: set[asyncio.Event] = set()
         self.hung_up = False
 
     @classmethod
@@ -171,11 +173,19 @@ class FileChannel:
             self._output.extend(b"\0" * (start - len(self._output)))
         del self._output[start:]
         self._output.extend(pcm)
+        previous = self._play_done
+        if previous is not None and not previous.is_set():
+            # A new sound replaces the one playing: that play returns as cut.
+            self._cut.add(previous)
+            previous.set()
         self._stopped = False
         self._play_end_frame = self._frame_index + -(-len(pcm) // FRAME_BYTES)
-        self._play_done = asyncio.Event()
-        await self._play_done.wait()
-        return not self._stopped
+        done = self._play_done = asyncio.Event()
+        await done.wait()
+        if done in self._cut:
+            self._cut.discard(done)
+            return False
+        return not (self._stopped and done is self._play_done)
 
     def stop_playback(self) -> None:
         if self.is_playing and self._play_done is not None:

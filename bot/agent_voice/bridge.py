@@ -161,7 +161,9 @@ class VoiceBridge:
         def lost(why: str) -> None:
             self._lost(link_id, why)
 
-        link = AgentLink(heard, lost, self._ice_servers, self._lost_after)
+        link = AgentLink(
+            heard, lost, self._ice_servers, self._lost_after, expects_audio=row.role != "monitor"
+        )
         try:
             answer = await link.answer(row.offer)
         except (LinkError, ValueError) as exc:

@@ -122,12 +122,15 @@ class AgentLink:
         on_lost: Callable[[str], None],
         ice_servers: Sequence[RTCIceServer] = (),
         silence_limit_seconds: float = 5.0,
+        expects_audio: bool = True,
     ) -> None:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
         self.track = PcmTrack()
         self._on_audio = on_audio
         self._on_lost = on_lost
         self._silence_limit = silence_limit_seconds
+        # A listener's browser sends nothing: its silence means nothing.
+        self._expects_audio = expects_audio
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_audio: float | None = None
         self._lost = False
@@ -155,7 +158,8 @@ class AgentLink:
         if answer is None or "m=audio 0 " in answer.sdp:
             raise LinkError("no audio codec in common with the browser")
         await self._pc.setLocalDescription(answer)
-        self._watch(self._watch_silence())
+        if self._expects_audio:
+            self._watch(self._watch_silence())
         return str(self._pc.localDescription.sdp)
 
     def send(self, pcm: bytes) -> None:

@@ -45,6 +45,7 @@ PASSWORD = "correct horse"
 CONSOLE_PORT = 8731
 RATE = 16000
 BEEP_HZ = 700.0
+WHISPER_HZ = 1200.0
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +60,10 @@ def espeak(text: str, tmp: Path) -> np.ndarray:
     return np.frombuffer(read_wav_16k(path), dtype="<i2")
 
 
-def beeps(seconds: float, on: float = 0.6, off: float = 0.4) -> np.ndarray:
+def beeps(seconds: float, hz: float = BEEP_HZ, on: float = 0.6, off: float = 0.4) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     gate = (t % (on + off)) < on
-    return (9000 * np.sin(2 * np.pi * BEEP_HZ * t) * gate).astype("<i2")
+    return (9000 * np.sin(2 * np.pi * hz * t) * gate).astype("<i2")
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -118,11 +119,12 @@ def setup(
     }
     queue = AgentQueue(env["VOICEBOT_STORE_URL"])
     queue.add_agent("sam", PASSWORD, "agent", ["general", "orders"])
+    queue.add_agent("sue", PASSWORD, "supervisor", ["general"])
     # The caller asks for a person, then speaks now and then while waiting.
     asks = espeak("i want to speak to a person please", tmp_path)
     remark = espeak("hello is anyone there my parcel never came", tmp_path)
     caller = [silence(1.0), asks, silence(6.0)]
-    for _ in range(12):
+    for _ in range(20):
         caller += [remark, silence(1.0)]
     caller_wav = tmp_path / "caller.wav"
     write_wav(caller_wav, np.concatenate(caller).tobytes())
@@ -130,6 +132,9 @@ def setup(
     agent_wav = tmp_path / "agent.wav"
     agent = np.concatenate([espeak("hello this is sam from the hotline", tmp_path), beeps(3.0)])
     write_wav(agent_wav, agent.tobytes())
+    # The supervisor's fake microphone: beeps of another pitch.
+    supervisor_wav = tmp_path / "supervisor.wav"
+    write_wav(supervisor_wav, beeps(3.0, WHISPER_HZ).tobytes())
 
     console = netns.popen(
         [sys.executable, "-m", "bot", "console", "--port", str(CONSOLE_PORT)],
@@ -156,6 +161,7 @@ def setup(
             "driver": driver,
             "heard": heard,
             "agent_wav": agent_wav,
+            "supervisor_wav": supervisor_wav,
             "chromium": chromium_in(netns, tmp_path),
             "log": tmp_path / "voicebot.log",
         }
@@ -199,8 +205,40 @@ def remote_level(page: Page, seconds: float = 1.5) -> float:
     )
 
 
-def beep_share(pcm: np.ndarray, start_s: float, end_s: float) -> float:
-    """Share of 100 ms windows in [start, end) whose strongest frequency is the beep."""
+def tone_heard(page: Page, hz: float, seconds: float = 3.0) -> float:
+    """How far (dB) the page's incoming audio at ``hz`` stood above its
+    spectrum's median, at best over ``seconds`` (Web Audio analyser)."""
+    return float(
+        page.evaluate(
+            """async ([hz, seconds]) => {
+              const audio = document.getElementById("voice-audio");
+              const context = new AudioContext();
+              const source = context.createMediaStreamSource(audio.srcObject);
+              const analyser = context.createAnalyser();
+              analyser.fftSize = 4096;
+              source.connect(analyser);
+              const data = new Float32Array(analyser.frequencyBinCount);
+              const bin = Math.round(hz / (context.sampleRate / analyser.fftSize));
+              let best = -Infinity;
+              const end = performance.now() + seconds * 1000;
+              while (performance.now() < end) {
+                await new Promise((r) => setTimeout(r, 50));
+                analyser.getFloatFrequencyData(data);
+                const sorted = Array.from(data).sort((a, b) => a - b);
+                const median = sorted[Math.floor(sorted.length / 2)];
+                const peak = Math.max(data[bin - 1], data[bin], data[bin + 1]);
+                best = Math.max(best, peak - median);
+              }
+              await context.close();
+              return best;
+            }""",
+            [hz, seconds],
+        )
+    )
+
+
+def beep_share(pcm: np.ndarray, start_s: float, end_s: float, hz: float = BEEP_HZ) -> float:
+    """Share of 100 ms windows in [start, end) whose strongest frequency is ``hz``."""
     windows = 0
     beeping = 0
     for t in np.arange(start_s, end_s, 0.1):
@@ -212,9 +250,40 @@ def beep_share(pcm: np.ndarray, start_s: float, end_s: float) -> float:
             continue
         spectrum = np.abs(np.fft.rfft(chunk * np.hanning(chunk.size)))
         freqs = np.fft.rfftfreq(chunk.size, 1 / RATE)
-        if abs(freqs[int(np.argmax(spectrum))] - BEEP_HZ) < 30:
+        if abs(freqs[int(np.argmax(spectrum))] - hz) < 30:
             beeping += 1
     return beeping / max(windows, 1)
+
+
+def launch(playwright, chromium: Path, microphone: Path):  # type: ignore[no-untyped-def]
+    return playwright.chromium.launch(
+        executable_path=str(chromium),
+        headless=True,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )
+
+
+def log_in(browser, name: str) -> Page:  # type: ignore[no-untyped-def]
+    page = browser.new_context().new_page()
+    base = f"http://127.0.0.1:{CONSOLE_PORT}"
+    for _ in range(100):  # the console may still be starting
+        try:
+            page.goto(base + "/login")
+            break
+        except Exception:
+            time.sleep(0.2)
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/queue$"))
+    return page
 
 
 def test_an_agent_talks_with_a_waiting_caller_from_the_browser(setup: dict) -> None:
@@ -225,32 +294,11 @@ def test_an_agent_talks_with_a_waiting_caller_from_the_browser(setup: dict) -> N
     assert driver.wait_for(lambda: bool(queue.waiting()), 10)
     (item,) = queue.waiting()
 
+    base = f"http://127.0.0.1:{CONSOLE_PORT}"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(setup["chromium"]),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={setup['agent_wav']}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        context = browser.new_context()
-        page = context.new_page()
-        base = f"http://127.0.0.1:{CONSOLE_PORT}"
-        for _ in range(100):  # the console is starting
-            try:
-                page.goto(base + "/login")
-                break
-            except Exception:
-                time.sleep(0.2)
-        page.get_by_label("Name").fill("sam")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        expect(page).to_have_url(re.compile(r"/queue$"))
+        browser = launch(playwright, setup["chromium"], setup["agent_wav"])
+        page = log_in(browser, "sam")
+        context = page.context
         page.get_by_role("button", name="Take next").click()
         expect(page).to_have_url(re.compile(rf"/calls/{item.id}$"))
         page.goto(f"{base}/calls/{item.id}?audio=raw")
@@ -267,6 +315,28 @@ def test_an_agent_talks_with_a_waiting_caller_from_the_browser(setup: dict) -> N
         time.sleep(4.0)
         page.get_by_role("button", name="Unmute").click()
         time.sleep(3.0)
+        # The agent holds the caller: the caller hears the hold music, not the agent.
+        page.get_by_role("button", name="Hold the caller").click()
+        held_at = time.monotonic()
+        time.sleep(4.0)
+        page.get_by_role("button", name="Take the caller back").click()
+        resumed_at = time.monotonic()
+        time.sleep(2.0)
+        # A supervisor listens in (hears the call), then whispers to the agent.
+        overseer = launch(playwright, setup["chromium"], setup["supervisor_wav"])
+        supervisor = log_in(overseer, "sue")
+        supervisor.goto(f"{base}/calls/{item.id}?audio=raw")
+        supervisor.get_by_role("button", name="Listen in").click()
+        expect(supervisor.locator("#voice-status")).to_have_text("Listening in.", timeout=20000)
+        assert remote_level(supervisor, 2.0) > 0.01
+        supervisor.get_by_role("button", name="Whisper to the agent").click()
+        expect(supervisor.locator("#voice-status")).to_have_text(
+            "Whispering: only the agent hears you.", timeout=20000
+        )
+        whisper_at = time.monotonic()
+        assert tone_heard(page, WHISPER_HZ, 4.0) > 20
+        whisper_end = time.monotonic()
+        overseer.close()
         # The agent closes the tab mid-call.
         context.close()
         closed_at = time.monotonic()
@@ -292,3 +362,10 @@ def test_an_agent_talks_with_a_waiting_caller_from_the_browser(setup: dict) -> N
     muted = beep_share(heard, muted_s + 1.0, muted_s + 3.5)
     assert talking > 0.2, (talking, muted)
     assert muted == 0.0, (talking, muted)
+    held_s, resumed_s = held_at - started_at, resumed_at - started_at
+    on_hold = heard[int((held_s + 1.0) * RATE) : int((resumed_s - 0.5) * RATE)].astype(float)
+    assert beep_share(heard, held_s + 1.0, resumed_s - 0.5) == 0.0
+    assert np.sqrt(np.mean(on_hold**2)) > 100  # the hold music
+    # The whisper reached the agent only: the caller's ear has none of it.
+    whisper_s, whisper_end_s = whisper_at - started_at, whisper_end - started_at
+    assert beep_share(heard, whisper_s, whisper_end_s, WHISPER_HZ) == 0.0
