@@ -51,6 +51,7 @@ bench: model
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/training_bench.py
 	$(BIN)/python benchmarks/telephony_bench.py
+	$(BIN)/python benchmarks/agent_voice_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
