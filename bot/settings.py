@@ -129,6 +129,11 @@ class TelephonyConfig:
     # Extensions to register with a PBX: mappings with registrar, user (or a
     # users range such as 201-208), password or password_env, expires.
     accounts: tuple[dict[str, Any], ...] = ()
+    # host[:port] of the PBX or trunk that places the bot's own calls
+    # (calling back); empty: through the first account's registrar.
+    dial_via: str = ""
+    # The From user of the bot's calls through dial_via (default: voicebot).
+    caller_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,22 @@ class AgentVoiceSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """Callback tasks dialled on the phone lines for the agent who takes them."""
+
+    # Attempts (no answer, busy, rejected) before the task is closed as unreachable.
+    max_attempts: int = 3
+    # After a failed attempt the task is not offered again for this long.
+    retry_minutes: float = 15.0
+    # Calls are placed only between these times (HH:MM-HH:MM, in ``timezone``,
+    # an IANA name; empty: this machine's).
+    calling_hours: str = "09:00-20:00"
+    timezone: str = ""
+    # How long the caller's phone rings before the attempt counts as unanswered.
+    ring_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     paths: PathSettings = field(default_factory=PathSettings)
@@ -162,6 +183,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     agent_voice: AgentVoiceSettings = field(default_factory=AgentVoiceSettings)
+    callback: CallbackSettings = field(default_factory=CallbackSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -203,6 +225,7 @@ _SECTIONS = {
     "logging": LoggingSettings,
     "telephony": TelephonyConfig,
     "agent_voice": AgentVoiceSettings,
+    "callback": CallbackSettings,
 }
 
 

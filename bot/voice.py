@@ -16,7 +16,15 @@ from pathlib import Path
 from bot.call import Call, CallEngine
 from bot.events import EventListener
 from bot.file_channel import FileChannel, read_wav_16k, write_wav
-from bot.session import CallSession, Channel, Recogniser, TurnDetector, TurnSettings, VoiceSettings
+from bot.session import (
+    CallbackStart,
+    CallSession,
+    Channel,
+    Recogniser,
+    TurnDetector,
+    TurnSettings,
+    VoiceSettings,
+)
 from bot.settings import Settings
 from bot.speech.tts import Synthesiser, TtsSettings
 from bot.speech.vad import VadSettings, VoiceActivityDetector
@@ -112,6 +120,7 @@ class SpeechStack:
         channel: Channel,
         listeners: list[EventListener] | None = None,
         echo_gate: bool = False,
+        callback: CallbackStart | None = None,
     ) -> CallSession:
         voice = self.settings.voice
         echo = None
@@ -133,6 +142,7 @@ class SpeechStack:
             listeners=listeners,
             hold_pcm=self.hold_pcm,
             agent_recogniser=self.new_recogniser,
+            callback=callback,
         )
 
 

@@ -108,8 +108,11 @@ class VoiceBridge:
         """Acts on the call's links in the database: answers new offers,
         closes replaced ones, follows the agent's hold switch."""
         loop = asyncio.get_running_loop()
+        item_id = self._call.queue_item_id
+        if item_id is None:
+            return
         try:
-            rows = await loop.run_in_executor(None, self.signals.pending, self._call.call_id)
+            rows = await loop.run_in_executor(None, self.signals.pending, item_id)
         except Exception as exc:  # the database is down: keep what is connected
             log.error("call %s: voice links unreadable: %s", self._call.call_id, exc)
             return

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.console import calls, training, training_models, voice
+from bot.console import calls, dialling, training, training_models, voice
 from bot.console.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -182,6 +182,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(calls.router)
     app.include_router(voice.router)
+    app.include_router(dialling.router)
     app.include_router(training.router)
     app.include_router(training_models.router)
     _add_account_routes(app)

@@ -178,6 +178,7 @@ def call_view(item: QueueItem, agent_id: int, claimer: Agent | None) -> dict[str
         "active": item.status == "claimed" and item.claimed_by == agent_id,
         # A live call with an agent: its audio can be joined from the browser.
         "live_voice": item.kind == "call" and item.status == "claimed",
+        "callback": item.kind == "callback",
         "reason": reason_label(item.reason),
         "caller_number": item.caller_number or "",
         "priority_label": priority_label(item.priority),

@@ -139,6 +139,38 @@ voice_links = sa.Table(
     sa.Index("ix_queue_voice_links_call", "call_id", "state"),
 )
 
+# A callback task being dialled: the console asks, a bot process with phone
+# lines dials (one attempt per row), the outcome decides the task's fate.
+DIAL_STATES = (
+    "requested",
+    "dialling",
+    "answered",
+    "no_answer",
+    "busy",
+    "rejected",
+    "failed",
+    # Not attempts: no process with phone lines took the request, or it came
+    # outside the calling hours.
+    "unserved",
+    "outside_hours",
+)
+dial_requests = sa.Table(
+    "queue_dial_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("queue_items.id"), nullable=False),
+    sa.Column("agent_id", sa.Integer, sa.ForeignKey("queue_agents.id"), nullable=False),
+    sa.Column("number", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text),
+    # The failed attempt's task may not be dialled again before this.
+    sa.Column("retry_after", UtcDateTime),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_queue_dial_requests_state", "state", "id"),
+    sa.Index("ix_queue_dial_requests_item", "item_id"),
+)
+
 # Any fixed number: the advisory lock that serialises table creation on PostgreSQL.
 _CREATE_LOCK_KEY = 0x766F_6963_6571
 

@@ -37,6 +37,7 @@ from bot.queue.schema import (
     changes,
     create_queue_engine,
     create_tables,
+    dial_requests,
     items,
     messages,
 )
@@ -308,9 +309,13 @@ class AgentQueue:
             skills = json.loads(agent["skills"])
             if not skills:
                 return None
+            # A callback whose last attempt failed waits out its retry time.
+            retrying = sa.exists().where(
+                dial_requests.c.item_id == items.c.id, dial_requests.c.retry_after > now
+            )
             first = (
                 sa.select(items.c.id)
-                .where(items.c.status == "waiting", items.c.skill.in_(skills))
+                .where(items.c.status == "waiting", items.c.skill.in_(skills), ~retrying)
                 .order_by(*rows.CLAIM_ORDER)
                 .limit(1)
             )

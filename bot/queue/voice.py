@@ -75,7 +75,7 @@ class VoiceSignals:
             if item is None:
                 raise QueueError("no_such_item", f"there is no queue item {item_id}")
             agent = accounts.agent_row(conn, agent_id)
-            if item["kind"] != "call" or item["status"] != "claimed":
+            if item["status"] != "claimed":
                 raise QueueError("not_live", f"item {item_id} is not a call with an agent")
             if role == "agent" and item["claimed_by"] != agent_id:
                 raise QueueError("not_claimed", f"agent {agent_id} does not have item {item_id}")
@@ -137,12 +137,13 @@ class VoiceSignals:
 
     # -- the bot's side
 
-    def pending(self, call_id: str) -> list[VoiceLink]:
-        """Links of the call that the bot has yet to act on or still carries."""
+    def pending(self, item_id: int) -> list[VoiceLink]:
+        """Links of the queue item's call that the bot has yet to act on or
+        still carries (a callback's call has the item's links too)."""
         with self.queue.engine.connect() as conn:
             found = conn.execute(
                 voice_links.select()
-                .where(voice_links.c.call_id == call_id, voice_links.c.state.in_(OPEN_STATES))
+                .where(voice_links.c.item_id == item_id, voice_links.c.state.in_(OPEN_STATES))
                 .order_by(voice_links.c.id)
             ).mappings()
             return [_link(row) for row in found]

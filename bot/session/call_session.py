@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,16 @@ from bot.session.working import busy
 if TYPE_CHECKING:
     from bot.agent_voice.bridge import VoiceBridge
 
+
+@dataclass(frozen=True)
+class CallbackStart:
+    """How a call the bot placed for a callback task begins: what the bot
+    says first, and the task whose agent then takes the call."""
+
+    item_id: int
+    intro: str
+
+
 log = logging.getLogger(__name__)
 
 
@@ -79,8 +90,11 @@ class CallSession:
         listeners: list[EventListener] | None = None,
         hold_pcm: bytes | None = None,
         agent_recogniser: Callable[[], Recogniser] | None = None,
+        callback: CallbackStart | None = None,
     ) -> None:
         self.engine = engine
+        # A call the bot placed to call a customer back for an agent.
+        self.callback = callback
         # A recogniser for an agent's voice on the call (their words transcribed).
         self.agent_recogniser = agent_recogniser
         self.channel = channel
@@ -131,7 +145,12 @@ class CallSession:
             self._recorder = CallRecorder(self.recordings_dir / f"{call.call_id}.wav")
         reason, error = EndReason.CALLER_HANG_UP, None
         try:
-            self._say_later([self.engine.greeting()])
+            if self.callback is not None:
+                # The customer hears who calls and why, then waits for the agent.
+                call.queue_item_id = self.callback.item_id
+                self._say_later([self.callback.intro], EndReason.TRANSFERRED)
+            else:
+                self._say_later([self.engine.greeting()])
             async for frame in self.channel.frames():
                 await self._on_frame(frame)
                 if self._keypad is not None:
@@ -401,7 +420,7 @@ class CallSession:
         assert self.call is not None
         if then_end is None:
             return
-        if then_end is EndReason.TRANSFERRED and self._transfers():
+        if then_end is EndReason.TRANSFERRED and self.callback is None and self._transfers():
             # A phone line whose PBX takes escalated calls: transfer there.
             self._holding = asyncio.create_task(self._transfer_or_hold())
         elif then_end is EndReason.TRANSFERRED and HoldController.possible(

@@ -35,7 +35,7 @@ def bot(console: Console) -> Iterator[list[int]]:  # noqa: F811
 
     def answer() -> None:
         while not stop.is_set():
-            for item in {i.call_id for i in _claimed(console)}:
+            for item in {i.id for i in _claimed(console)}:
                 for link in signals.pending(item):
                     if link.state == "offered":
                         signals.answer(link.id, f"answer-for-{link.id}")
