@@ -163,6 +163,7 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
 
 def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
     """The phone lines' settings: voicebot.yml's telephony section, then flags."""
+    from bot.telephony.dialling import dial_target, host_port
     from bot.telephony.endpoint import TelephonySettings
     from bot.telephony.register import AccountError, parse_accounts
 
@@ -183,6 +184,13 @@ def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
     except AccountError as exc:
         raise CliError(str(exc)) from exc
     transfer_to = str(settings.escalation.get("transfer_to") or "").strip()
+    try:
+        if tel.dial_via:
+            host_port(tel.dial_via)
+        if tel.caller_id:
+            dial_target(tel.caller_id)
+    except ValueError as exc:
+        raise CliError(f"telephony.dial_via / telephony.caller_id: {exc}") from exc
     return TelephonySettings(
         host=host,
         port=int(port),
@@ -196,6 +204,8 @@ def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
         stop_grace_seconds=tel.stop_grace_seconds,
         accounts=accounts,
         transfer_to=transfer_to,
+        dial_via=tel.dial_via.strip(),
+        caller_id=tel.caller_id.strip(),
     )
 
 

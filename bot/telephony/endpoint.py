@@ -11,6 +11,11 @@ before the answer (487), an offer with no codec we speak (488), OPTIONS
 keep-alives, re-INVITEs (hold and back), SIP INFO keypad digits, BYE from
 either side (the bot's retransmitted until answered), and garbage (logged,
 ignored). The 200 OK is retransmitted until the ACK comes (RFC 3261 §13.3.1.4).
+
+The bot also places calls (``dial``, the signalling in ``dialling.py``): an
+answered one takes a line from the same pool and is then a call like any
+other, its in-dialog requests built from its ``Dialog`` whichever side
+placed it.
 """
 
 from __future__ import annotations
@@ -18,35 +23,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from bot.call import LineInfo
-from bot.telephony.media import MediaThread, RtpSession
+from bot.telephony.dialling import (
+    NO_ROUTE,
+    DialResult,
+    InviteTransaction,
+    Placed,
+    dial_target,
+    log_result,
+    open_sip_socket,
+    outbound_route,
+    place_call,
+    unreachable_destinations,
+)
+from bot.telephony.dialog import PhoneCall, uas_dialog
+from bot.telephony.media import MediaError, MediaThread, RtpSession
 from bot.telephony.register import Account, Registration
-from bot.telephony.sdp import Codec, Offer, SdpError, build_answer, choose_codec, parse_offer
+from bot.telephony.sdp import Offer, SdpError, build_answer, choose_codec, parse_offer
 from bot.telephony.sip import (
+    ALLOW,
+    T1,
+    T2,
+    TRANSACTION_SECONDS,
     SipError,
     SipMessage,
     caller_id,
     dialled_number,
     new_branch,
     new_tag,
+    normalise_number,
     parse_dtmf_info,
-    parse_name_addr,
-    request,
     response_to,
+    via_branch,
 )
 
 log = logging.getLogger(__name__)
 
-T1 = 0.5  # RFC 3261 timer T1: the first retransmission interval
-T2 = 4.0  # the longest interval between retransmissions
-TRANSACTION_SECONDS = 64 * T1  # timer B/H: give up on an unanswered transaction
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
 # How long a transfer may take before the bot keeps the caller itself.
 TRANSFER_SECONDS = 30.0
 SDP = "application/sdp"
@@ -75,44 +93,15 @@ class TelephonySettings:
     # escalation.transfer_to: escalated phone calls are transferred (REFER)
     # here, a PBX queue or number, instead of waiting on the bot's line.
     transfer_to: str = ""
+    # host[:port] of the PBX or trunk that places the bot's calls (empty:
+    # through the first account's registrar, if any).
+    dial_via: str = ""
+    # The From user of calls through dial_via (default: voicebot).
+    caller_id: str = ""
 
     @property
     def sdp_host(self) -> str:
         return self.media_address or self.host
-
-
-@dataclass
-class PhoneCall:
-    """One SIP dialog and its media, as the endpoint sees it."""
-
-    call_id: str
-    line: int
-    invite: SipMessage
-    peer: tuple[str, int]
-    local_tag: str
-    info: LineInfo
-    codec: Codec
-    offer: Offer
-    rtp: RtpSession | None = None
-    answered: bool = False
-    confirmed: bool = False
-    caller_gone: bool = False
-    bot_gone: bool = False
-    cseq: int = field(default_factory=lambda: secrets.randbelow(10_000) + 1)
-    sdp_version: int = 1
-    last_response: SipMessage | None = None
-    keys: list[str] = field(default_factory=list)
-    # A blind transfer under way: its outcome (True: connected elsewhere) once
-    # the transferee's NOTIFY reports a final status.
-    transfer: asyncio.Future[bool] | None = None
-    # The caller's audio, 20 ms frames at 16 kHz, as the media thread decodes
-    # them; None once the caller has gone.
-    frames: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
-
-    def caller_left(self) -> None:
-        if not self.caller_gone and not self.bot_gone:
-            self.caller_gone = True
-            self.frames.put_nowait(None)
 
 
 CallHandler = Callable[[PhoneCall], Awaitable[None]]
@@ -135,22 +124,25 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._free = list(range(1, settings.lines + 1))
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending_bye: dict[str, asyncio.Task[None]] = {}
-        # Requests the bot sends outside BYE (REGISTER, OPTIONS, REFER), by Via branch.
-        self._client: dict[str, asyncio.Future[SipMessage]] = {}
-        self._provisional: set[str] = set()
+        # Requests the bot sends outside BYE (REGISTER, OPTIONS, REFER, CANCEL),
+        # by Via branch and method (a CANCEL shares its INVITE's branch).
+        self._client: dict[tuple[str, str], asyncio.Future[SipMessage]] = {}
+        self._provisional: set[tuple[str, str]] = set()
+        # INVITEs of calls the bot places, by Via branch.
+        self.invite_transactions: dict[str, InviteTransaction] = {}
+        self._socket: socket.socket | None = None
         self.registrations = [Registration(self, account) for account in settings.accounts]
         self._stopping = False
         self._garbage = 0
-        self.stats = {"answered": 0, "busy": 0, "rejected": 0, "garbage": 0}
+        self.stats = {"answered": 0, "busy": 0, "rejected": 0, "garbage": 0, "dialled": 0}
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.create_datagram_endpoint(
-                lambda: self, local_addr=(self.settings.host, self.settings.port)
-            )
+            self._socket = open_sip_socket(self.settings.host, self.settings.port)
+            await loop.create_datagram_endpoint(lambda: self, sock=self._socket)
         except OSError as exc:
             raise TelephonyError(
                 "sip_listen",
@@ -217,12 +209,17 @@ class SipEndpoint(asyncio.DatagramProtocol):
         except (SipError, ValueError) as exc:
             log.warning("could not handle SIP %s from %s:%d: %s", message.method, *addr, exc)
             if message.is_request and message.method != "ACK":
-                self._send(response_to(message, 400, "Bad Request"), addr)
+                self.send(response_to(message, 400, "Bad Request"), addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SIP socket error: %s", exc)
+        if self._socket is None:
+            return
+        for destination in unreachable_destinations(self._socket):
+            for transaction in list(self.invite_transactions.values()):
+                transaction.destination_unreachable(destination)
 
-    def _send(self, message: SipMessage, addr: tuple[str, int]) -> None:
+    def send(self, message: SipMessage, addr: tuple[str, int]) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(message.to_bytes(), addr)
 
@@ -243,54 +240,49 @@ class SipEndpoint(asyncio.DatagramProtocol):
             reply = response_to(message, 200, "OK")
             reply.add_header("Allow", ALLOW)
             reply.add_header("Accept", SDP)
-            self._send(reply, addr)
+            self.send(reply, addr)
         elif call is None:
-            if method == "CANCEL":
-                self._send(response_to(message, 481, "Call/Transaction Does Not Exist"), addr)
-            else:
-                self._send(response_to(message, 481, "Call/Transaction Does Not Exist"), addr)
+            self.send(response_to(message, 481, "Call/Transaction Does Not Exist"), addr)
         elif method == "BYE":
-            self._send(response_to(message, 200, "OK"), addr)
-            log.info("line %d: the caller hung up", call.line)
+            self.send(response_to(message, 200, "OK"), addr)
+            log.info("line %d: %s hung up", call.line, call.far_end)
             call.caller_left()
         elif method == "CANCEL":
-            self._send(response_to(message, 200, "OK"), addr)
-            if not call.answered:
-                self._send(
-                    response_to(call.invite, 487, "Request Terminated", call.local_tag), addr
-                )
+            self.send(response_to(message, 200, "OK"), addr)
+            if not call.answered and not call.outbound:
+                self.send(response_to(call.invite, 487, "Request Terminated", call.local_tag), addr)
                 log.info("line %d: the caller gave up before the answer", call.line)
                 call.caller_left()
         elif method == "INFO":
             digit = parse_dtmf_info(message.header("Content-Type") or "", message.body)
             if digit is not None:
                 call.keys.append(digit)
-            self._send(response_to(message, 200, "OK"), addr)
+            self.send(response_to(message, 200, "OK"), addr)
         elif method == "NOTIFY":
-            self._send(response_to(message, 200, "OK"), addr)
+            self.send(response_to(message, 200, "OK"), addr)
             self._on_notify(call, message)
         else:
             reply = response_to(message, 501, "Not Implemented")
             reply.add_header("Allow", ALLOW)
-            self._send(reply, addr)
+            self.send(reply, addr)
 
     def _on_new_invite(self, invite: SipMessage, addr: tuple[str, int]) -> None:
         if self._stopping:
             reply = response_to(invite, 503, "Service Unavailable")
             reply.add_header("Retry-After", "60")
-            self._send(reply, addr)
+            self.send(reply, addr)
             return
         if not self._free:
             self.stats["busy"] += 1
             log.info("all %d line(s) busy: 486 to a new call", self.settings.lines)
-            self._send(response_to(invite, 486, "Busy Here", new_tag()), addr)
+            self.send(response_to(invite, 486, "Busy Here", new_tag()), addr)
             return
         try:
             offer = parse_offer(invite.body)
         except SdpError as exc:
             self.stats["rejected"] += 1
             log.info("refused a call: its offer is unusable (%s)", exc)
-            self._send(response_to(invite, 488, "Not Acceptable Here", new_tag()), addr)
+            self.send(response_to(invite, 488, "Not Acceptable Here", new_tag()), addr)
             return
         codec = choose_codec(offer, list(self.settings.codecs))
         if codec is None:
@@ -299,7 +291,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             log.info("refused a call: no codec in common (offered %s)", offered)
             reply = response_to(invite, 488, "Not Acceptable Here", new_tag())
             reply.add_header("Warning", '304 voicebot "no common codec"')
-            self._send(reply, addr)
+            self.send(reply, addr)
             return
         identity = caller_id(invite)
         line = self._free.pop(0)
@@ -319,35 +311,36 @@ class SipEndpoint(asyncio.DatagramProtocol):
             offer=offer,
         )
         self._calls[call.call_id] = call
-        self._send(response_to(invite, 100, "Trying"), addr)
+        self.send(response_to(invite, 100, "Trying"), addr)
         task = asyncio.create_task(self._run_call(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _on_reinvite(self, call: PhoneCall, invite: SipMessage, addr: tuple[str, int]) -> None:
-        if invite.cseq == call.invite.cseq:
+        if not call.outbound and invite.cseq == call.invite.cseq:
             if call.last_response is not None:
-                self._send(call.last_response, addr)  # a retransmitted INVITE
+                self.send(call.last_response, addr)  # a retransmitted INVITE
             return
         try:
             offer = parse_offer(invite.body)
-        except SdpError:
-            self._send(response_to(invite, 488, "Not Acceptable Here"), addr)
+        except SdpError as exc:
+            log.info("line %d: 488 to a re-INVITE: its offer is unusable (%s)", call.line, exc)
+            self.send(response_to(invite, 488, "Not Acceptable Here"), addr)
             return
         codec = choose_codec(offer, [call.codec.name]) or choose_codec(
             offer, list(self.settings.codecs)
         )
         if codec is None or codec.name != call.codec.name or call.rtp is None:
-            self._send(response_to(invite, 488, "Not Acceptable Here"), addr)
+            self.send(response_to(invite, 488, "Not Acceptable Here"), addr)
             return
         call.offer = offer
         rtp = call.rtp
         if offer.connection_host != "0.0.0.0":
             rtp.set_remote(offer.connection_host, offer.audio_port)
         rtp.set_sending(_sends(offer))
-        log.info("line %d: the caller %s", call.line, "holds" if offer.on_hold else "resumed")
+        log.info("line %d: %s %s", call.line, call.far_end, "holds" if offer.on_hold else "resumed")
         call.sdp_version += 1
-        self._send(self._answer(call, invite, offer), addr)
+        self.send(self._answer(call, invite, offer), addr)
 
     def _answer(self, call: PhoneCall, invite: SipMessage, offer: Offer) -> SipMessage:
         assert call.rtp is not None
@@ -370,17 +363,19 @@ class SipEndpoint(asyncio.DatagramProtocol):
     async def _run_call(self, call: PhoneCall) -> None:
         try:
             ringing = response_to(call.invite, 180, "Ringing", call.local_tag)
-            self._send(ringing, call.peer)
+            self.send(ringing, call.peer)
+            offer = call.offer
+            assert offer is not None  # an incoming call's INVITE had one
             call.rtp = await self._open_media(call)
             await asyncio.sleep(self.settings.answer_after_ms / 1000)
             if call.caller_gone:
                 return  # cancelled while ringing
-            ok = self._answer(call, call.invite, call.offer)
+            ok = self._answer(call, call.invite, offer)
             call.last_response = ok
             call.answered = True
             self.stats["answered"] += 1
-            call.rtp.set_sending(_sends(call.offer))
-            self._send(ok, call.peer)
+            call.rtp.set_sending(_sends(offer))
+            self.send(ok, call.peer)
             retransmit = asyncio.create_task(self._until_acked(call, ok))
             log.info(
                 "line %d: answered a call from %s (%s)",
@@ -397,49 +392,69 @@ class SipEndpoint(asyncio.DatagramProtocol):
         except Exception:
             log.exception("line %d: the call failed", call.line)
             if not call.answered:
-                self._send(
+                self.send(
                     response_to(call.invite, 500, "Server Internal Error", call.local_tag),
                     call.peer,
                 )
         finally:
-            if call.answered and not call.caller_gone:
-                self.hang_up(call)
-            if call.rtp is not None:
-                call.rtp.close()
-            self._calls.pop(call.call_id, None)
-            self._free.append(call.line)
-            self._free.sort()
+            self._release(call)
 
-    async def _open_media(self, call: PhoneCall) -> RtpSession:
+    def _release(self, call: PhoneCall) -> None:
+        """The call is over: BYE unless the far end left, media closed, line free."""
+        if call.answered and not call.caller_gone:
+            self.hang_up(call)
+        if call.rtp is not None:
+            call.rtp.close()
+        self._calls.pop(call.call_id, None)
+        self._give_back(call.line)
+
+    def _give_back(self, line: int) -> None:
+        self._free.append(line)
+        self._free.sort()
+
+    async def _open_media(self, call: PhoneCall, port: int | None = None) -> RtpSession:
+        """The call's RTP session, on ``port`` when given (a placed call's,
+        offered while it rang), else on a free port of the range."""
         loop = asyncio.get_running_loop()
+        offer = call.offer
+        assert offer is not None
 
         def frame_arrived(frame: bytes) -> None:
             loop.call_soon_threadsafe(call.frames.put_nowait, frame)
 
         def timed_out() -> None:
-            log.info("line %d: no audio from the caller: the line is dead", call.line)
+            log.info("line %d: no audio from %s: the line is dead", call.line, call.far_end)
             loop.call_soon_threadsafe(call.caller_left)
 
         def key_pressed(digit: str) -> None:
             loop.call_soon_threadsafe(call.keys.append, digit)
 
-        opened = self.media.run(
-            RtpSession.open(
-                self.settings.sdp_host,
-                port_range=(self.settings.rtp_port_min, self.settings.rtp_port_max),
-                codec_name=call.codec.name,
-                payload_type=call.codec.payload_type,
-                dtmf_payload_type=call.offer.dtmf_payload_type,
-                on_frame=frame_arrived,
-                on_dtmf=key_pressed,
-                on_timeout=timed_out,
-                timeout_seconds=self.settings.rtp_timeout_seconds,
+        ports = (port, port) if port else (self.settings.rtp_port_min, self.settings.rtp_port_max)
+        # The port of a placed call was held by another session until just now.
+        for attempt in range(5 if port else 1):
+            opened = self.media.run(
+                RtpSession.open(
+                    self.settings.sdp_host,
+                    port_range=ports,
+                    codec_name=call.codec.name,
+                    payload_type=call.codec.payload_type,
+                    dtmf_payload_type=offer.dtmf_payload_type,
+                    on_frame=frame_arrived,
+                    on_dtmf=key_pressed,
+                    on_timeout=timed_out,
+                    timeout_seconds=self.settings.rtp_timeout_seconds,
+                )
             )
-        )
-        rtp = await asyncio.wrap_future(opened)
+            try:
+                rtp = await asyncio.wrap_future(opened)
+                break
+            except MediaError:
+                if attempt == 4 or not port:
+                    raise
+                await asyncio.sleep(0.02)
         rtp.set_sending(False)  # no media before the answer
-        if call.offer.connection_host != "0.0.0.0":
-            rtp.set_remote(call.offer.connection_host, call.offer.audio_port)
+        if offer.connection_host != "0.0.0.0":
+            rtp.set_remote(offer.connection_host, offer.audio_port)
         return rtp
 
     async def _until_acked(self, call: PhoneCall, ok: SipMessage) -> None:
@@ -449,7 +464,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             waited += interval
             if call.confirmed or call.caller_gone:
                 return
-            self._send(ok, call.peer)
+            self.send(ok, call.peer)
             interval = min(interval * 2, T2)
         if not call.confirmed:
             log.warning("line %d: the caller never acknowledged the answer", call.line)
@@ -461,6 +476,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return
         call.bot_gone = True
         call.frames.put_nowait(None)
+        call.ended.set()
         bye = self.in_dialog(call, "BYE")
         log.info("line %d: the bot hangs up", call.line)
         task = asyncio.create_task(self._until_answered(call.call_id, bye, call.peer))
@@ -469,14 +485,97 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     async def _until_answered(self, call_id: str, bye: SipMessage, peer: tuple[str, int]) -> None:
         interval, waited = T1, 0.0
-        self._send(bye, peer)
+        self.send(bye, peer)
         while waited < TRANSACTION_SECONDS:
             await asyncio.sleep(interval)
             waited += interval
             if call_id not in self._pending_bye:
                 return
-            self._send(bye, peer)
+            self.send(bye, peer)
             interval = min(interval * 2, T2)
+
+    # -- calls the bot places ----------------------------------------------------
+
+    async def dial(
+        self, number: str, *, caller_id: str | None = None, ring_seconds: float = 30.0
+    ) -> DialResult:
+        """Calls ``number`` through ``telephony.dial_via`` or the first
+        account's registrar, letting it ring ``ring_seconds``. An answered
+        call holds a line (the pool incoming calls use) and is used as an
+        answered incoming call is, until either side hangs up. Raises
+        TelephonyError when no route is set or the number cannot be dialled."""
+        route = outbound_route(self.settings, caller_id)
+        if route is None:
+            raise TelephonyError("no_outbound", NO_ROUTE)
+        try:
+            target = dial_target(number)
+        except ValueError as exc:
+            raise TelephonyError("dial_number", str(exc)) from exc
+        if self._stopping or not self._free:
+            why = "stopping" if self._stopping else f"all {self.settings.lines} line(s) busy"
+            result = DialResult("no_line", number, reason=why)
+            log_result(result, None, ring_seconds)
+            return result
+        line = self._free.pop(0)
+        try:
+            placed = await place_call(self, route, target, ring_seconds)
+        except BaseException:
+            self._give_back(line)
+            raise
+        if placed.answered is None:
+            self._give_back(line)
+            result = DialResult(
+                placed.outcome, number, placed.status, placed.reason, None, placed.setup_ms
+            )
+        else:
+            result = await self._put_on_line(placed, line, number)
+        log_result(result, line, ring_seconds)
+        return result
+
+    async def _put_on_line(self, placed: Placed, line: int, number: str) -> DialResult:
+        """An answered placed call on its line, with its media, until it ends."""
+        answered = placed.answered
+        assert answered is not None
+        call = PhoneCall(
+            call_id=answered.invite.call_id,
+            line=line,
+            invite=answered.invite,
+            peer=answered.peer,
+            local_tag=answered.local_tag,
+            info=LineInfo(line=line, caller_number=normalise_number(number), dialled_number=number),
+            codec=answered.codec,
+            offer=answered.answer,
+            outbound=True,
+            dialog=answered.dialog,
+            answered=True,
+            confirmed=True,
+            cseq=answered.invite.cseq[0],
+        )
+        self._calls[call.call_id] = call
+        try:
+            call.rtp = await self._open_media(call, answered.rtp_port)
+        except BaseException as exc:
+            answered.acknowledge()
+            self._release(call)  # BYE: the call cannot go on
+            if not isinstance(exc, MediaError):
+                raise
+            return DialResult(
+                "failed", number, placed.status, f"no RTP: {exc}", None, placed.setup_ms
+            )
+        call.rtp.set_sending(_sends(answered.answer))
+        # Only now: the far end may act in the dialog once it has the ACK.
+        answered.acknowledge()
+        self.stats["dialled"] += 1
+        task = asyncio.create_task(self._run_placed(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return DialResult("answered", number, placed.status, placed.reason, call, placed.setup_ms)
+
+    async def _run_placed(self, call: PhoneCall) -> None:
+        try:
+            await call.ended.wait()
+        finally:
+            self._release(call)
 
     # -- requests the bot sends --------------------------------------------------
 
@@ -488,47 +587,32 @@ class SipEndpoint(asyncio.DatagramProtocol):
         branch = via_branch(message)
         if not branch:
             raise SipError("a request the bot sends needs a Via branch")
+        key = (branch, message.method or "")
         future: asyncio.Future[SipMessage] = asyncio.get_running_loop().create_future()
-        self._client[branch] = future
+        self._client[key] = future
         interval, deadline = T1, time.monotonic() + timeout
         try:
-            self._send(message, addr)
+            self.send(message, addr)
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 with contextlib.suppress(asyncio.TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(future), min(interval, left))
-                self._send(message, addr)
-                interval = T2 if branch in self._provisional else min(interval * 2, T2)
+                self.send(message, addr)
+                interval = T2 if key in self._provisional else min(interval * 2, T2)
         finally:
-            self._client.pop(branch, None)
-            self._provisional.discard(branch)
+            self._client.pop(key, None)
+            self._provisional.discard(key)
 
     def via(self) -> str:
         return f"SIP/2.0/UDP {self._via_host()};branch={new_branch()};rport"
 
     def in_dialog(self, call: PhoneCall, method: str) -> SipMessage:
-        """A new request inside a call's dialog (the bot is its UAS side)."""
+        """A new request inside a call's dialog, whichever side placed the call."""
         call.cseq += 1
-        remote = call.invite.header("From") or ""
-        local = call.invite.header("To") or ""
-        if "tag=" not in local:
-            local = f"{local};tag={call.local_tag}"
-        contact = call.invite.header("Contact")
-        target = parse_name_addr(contact).uri if contact else parse_name_addr(remote).uri
-        return request(
-            method,
-            target,
-            [
-                ("Via", self.via()),
-                ("Max-Forwards", "70"),
-                ("From", local),
-                ("To", remote),
-                ("Call-ID", call.call_id),
-                ("CSeq", f"{call.cseq} {method}"),
-            ],
-        )
+        dialog = call.dialog or uas_dialog(call.invite, call.local_tag)
+        return dialog.request(method, call.cseq, self.via())
 
     async def transfer(self, call: PhoneCall, target: str) -> bool:
         """A blind transfer (RFC 3515 REFER) of the caller to ``target`` (a
@@ -597,32 +681,24 @@ class SipEndpoint(asyncio.DatagramProtocol):
         return f"{self.settings.host}:{self.local_port}"
 
     def _on_response(self, message: SipMessage) -> None:
-        branch = via_branch(message)
-        waiting = self._client.get(branch) if branch else None
+        branch = via_branch(message) or ""
+        _number, method = message.cseq
+        invite = self.invite_transactions.get(branch) if method == "INVITE" else None
+        if invite is not None:
+            invite.on_response(message)
+            return
+        waiting = self._client.get((branch, method))
         if waiting is not None and message.status is not None:
             if message.status >= 200:
                 if not waiting.done():
                     waiting.set_result(message)
             else:
-                self._provisional.add(branch or "")
+                self._provisional.add((branch, method))
             return
-        _number, method = message.cseq
         if method == "BYE" and message.status is not None and message.status >= 200:
             task = self._pending_bye.pop(message.call_id, None)
             if task is not None:
                 task.cancel()
-
-
-def via_branch(message: SipMessage) -> str | None:
-    """The branch parameter of a message's top Via."""
-    via = message.header("Via")
-    if not via:
-        return None
-    for param in via.split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "branch":
-            return value.strip() or None
-    return None
 
 
 def sipfrag_status(body: bytes) -> int | None:

@@ -31,6 +31,11 @@ class PhoneLine:
     def line(self) -> int:
         return self._call.line
 
+    @property
+    def outbound(self) -> bool:
+        """True on a call the bot placed (``SipEndpoint.dial``), False on one it answered."""
+        return self._call.outbound
+
     def now_ms(self) -> int:
         return int((time.monotonic() - self._started) * 1000)
 

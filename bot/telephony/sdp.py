@@ -189,6 +189,31 @@ def choose_codec(offer: Offer, supported: list[str]) -> Codec | None:
     return None
 
 
+def offer_codecs(names: list[str]) -> list[Codec]:
+    """The bot's codecs, by preference, as it offers them in a call it places
+    (each on its static payload type, RFC 3551)."""
+    codecs = []
+    for wanted in names:
+        name = wanted.upper()
+        if name not in KNOWN_CODECS:
+            raise SdpError(f"the bot cannot speak codec {wanted!r}")
+        clock, sample = KNOWN_CODECS[name]
+        pt = next(pt for pt, (static, _rate) in _STATIC.items() if static == name)
+        codecs.append(Codec(name, pt, clock, sample))
+    return codecs
+
+
+def answer_codec(answer: Offer, offered: list[Codec]) -> Codec | None:
+    """The codec of a call the bot placed: the first in the far end's answer
+    that the bot offered (the answerer's order wins, RFC 3264 §6.1), on the
+    answer's payload type; None when the answer has none of them."""
+    for pt, name, rate in answer.codecs:
+        for codec in offered:
+            if codec.name == name and codec.clock_rate == rate:
+                return Codec(codec.name, pt, codec.clock_rate, codec.sample_rate)
+    return None
+
+
 def answer_direction(offered: str) -> str:
     """The direction to answer with (RFC 3264 §6.1): the mirror of the offered one."""
     try:

@@ -20,6 +20,14 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# RFC 3261 timers for UDP: T1, the first retransmission interval; T2, the
+# longest interval between retransmissions of a non-INVITE request; a
+# transaction with no answer for 64*T1 (timers B, F, H) has failed.
+T1 = 0.5
+T2 = 4.0
+TRANSACTION_SECONDS = 64 * T1
+# The methods the bot's endpoint understands (its Allow header).
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
 REQUIRED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
 
 # RFC 3261 §7.3.3 and later extensions' compact header names.
@@ -550,6 +558,18 @@ def dialled_number(invite: SipMessage) -> str | None:
             return uri_user(invite.uri)
         except SipError:
             return None
+    return None
+
+
+def via_branch(message: SipMessage) -> str | None:
+    """The branch parameter of a message's top Via (a transaction's key)."""
+    via = message.header("Via")
+    if not via:
+        return None
+    for param in via.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "branch":
+            return value.strip() or None
     return None
 
 

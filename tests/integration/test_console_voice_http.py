@@ -112,3 +112,28 @@ def test_who_may_not_connect_is_told_why(console: Console, bot: list[int]) -> No
     # Not a form post with the session's token: refused before anything is recorded.
     forged = ann.post(f"/calls/{item.id}/voice", {"sdp": OFFER, "role": "agent"})
     assert forged.status == 403
+
+
+def test_a_callback_with_no_phone_lines_says_to_call_by_hand(console: Console) -> None:  # noqa: F811
+    """No bot process with phone lines takes the request within seconds: it is
+    withdrawn (not an attempt) and the agent is told to dial by hand."""
+    task = console.queue.enqueue(
+        "call-9", "callback", "callback_requested", 1, "general", "+447700900123", HANDOFF_CB
+    )
+    ann = console.signed_in("ann")
+    bob = console.signed_in("bob")
+    console.queue.claim(task.id, console.queue.verify_password("ann", "ann-secret").id)
+    other = bob.post(f"/calls/{task.id}/dial", {"csrf_token": bob.csrf_token()})
+    assert other.status == 403
+    started = time.monotonic()
+    reply = ann.post(f"/calls/{task.id}/dial", {"csrf_token": ann.csrf_token()})
+    assert reply.status == 200, reply.body
+    body = json.loads(reply.body)
+    assert body["state"] == "unserved" and body["attempts"] == 0
+    assert body["message"].startswith("No phone lines are connected")
+    assert time.monotonic() - started >= 4.5
+    page = ann.get(f"/calls/{task.id}")
+    assert "Call back now" in page.body and "+447700900123" in page.body
+
+
+HANDOFF_CB = {"intents": [{"intent": "delivery_problem", "confidence": 0.9}]}

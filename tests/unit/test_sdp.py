@@ -6,10 +6,12 @@ from bot.telephony.sdp import (
     Codec,
     Offer,
     SdpError,
+    answer_codec,
     answer_direction,
     build_answer,
     build_offer,
     choose_codec,
+    offer_codecs,
     parse_offer,
 )
 
@@ -284,3 +286,17 @@ def test_build_offer_without_dtmf_and_bad_input() -> None:
         build_offer("h", 4000, [], session_id=1, version=1)
     with pytest.raises(SdpError, match="clashes"):
         build_offer("h", 4000, [PCMU], 0, session_id=1, version=1)
+
+
+def test_the_codecs_the_bot_offers_in_a_call_it_places() -> None:
+    assert offer_codecs(["G722", "pcmu", "PCMA"]) == [G722, PCMU, PCMA]
+    with pytest.raises(SdpError, match="cannot speak"):
+        offer_codecs(["G729"])
+
+
+def test_the_answer_chooses_the_codec_of_a_call_the_bot_places() -> None:
+    answer = parse_offer(OFFER.replace("RTP/AVP 0 8 9 101", "RTP/AVP 8 0 101").encode())
+    # The answerer's order wins among the codecs the bot offered.
+    assert answer_codec(answer, [G722, PCMU, PCMA]) == PCMA
+    assert answer_codec(answer, [G722, PCMU]) == PCMU
+    assert answer_codec(answer, [G722]) is None
