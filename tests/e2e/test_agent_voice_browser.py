@@ -8,11 +8,14 @@ scripted), ``voicebot console``, and chromium (its executable is wrapped in
 ``nsenter``, so Playwright drives it over its pipe from outside). The queue
 and call store are one SQLite file shared by all three.
 
-Shown: the caller escalates and waits; the agent takes the call and
-connects; the browser hears the caller (Web Audio analyser in the page); the
-caller's recording holds the agent's voice (the fake microphone's 700 Hz
-beeps), and nothing of it while the agent is muted; the agent's words are
-transcribed as the agent's; closing the agent's tab puts the caller back in
+Shown: the caller escalates and waits; the agent takes the call; without
+microphone permission the page says so; with it the agent connects; the
+browser hears the caller (Web Audio analyser in the page); the caller's
+recording holds the agent's voice (the fake microphone's 700 Hz beeps),
+and nothing of it while the agent is muted; holding the caller gives them
+the hold music; a supervisor listening in hears the call, and their whisper
+(1200 Hz beeps) reaches the agent and never the caller; the agent's words
+are transcribed as the agent's; closing the agent's tab puts the caller back in
 line with an apology, the queue item waiting again.
 """
 
@@ -255,19 +258,19 @@ def beep_share(pcm: np.ndarray, start_s: float, end_s: float, hz: float = BEEP_H
     return beeping / max(windows, 1)
 
 
-def launch(playwright, chromium: Path, microphone: Path):  # type: ignore[no-untyped-def]
-    return playwright.chromium.launch(
-        executable_path=str(chromium),
-        headless=True,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={microphone}",
-            "--autoplay-policy=no-user-gesture-required",
-        ],
-    )
+def launch(playwright, chromium: Path, microphone: Path, allow_mic: bool = True):  # type: ignore[no-untyped-def]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    if allow_mic:
+        args.append("--use-fake-ui-for-media-stream")  # grants the permission
+    else:
+        args.append("--deny-permission-prompts")
+    return playwright.chromium.launch(executable_path=str(chromium), headless=True, args=args)
 
 
 def log_in(browser, name: str) -> Page:  # type: ignore[no-untyped-def]
@@ -296,11 +299,21 @@ def test_an_agent_talks_with_a_waiting_caller_from_the_browser(setup: dict) -> N
 
     base = f"http://127.0.0.1:{CONSOLE_PORT}"
     with sync_playwright() as playwright:
+        # First without microphone permission: the page says so plainly and
+        # the caller stays in line.
+        refusing = launch(playwright, setup["chromium"], setup["agent_wav"], allow_mic=False)
+        denied = log_in(refusing, "sam")
+        denied.get_by_role("button", name="Take next").click()
+        expect(denied).to_have_url(re.compile(rf"/calls/{item.id}$"))
+        expect(denied.locator("#voice-status")).to_have_text("Not connected.")
+        denied.get_by_role("button", name="Connect my headset").click()
+        expect(denied.locator("#voice-status")).to_contain_text(
+            "Microphone permission was refused", timeout=10000
+        )
+        refusing.close()
         browser = launch(playwright, setup["chromium"], setup["agent_wav"])
         page = log_in(browser, "sam")
         context = page.context
-        page.get_by_role("button", name="Take next").click()
-        expect(page).to_have_url(re.compile(rf"/calls/{item.id}$"))
         page.goto(f"{base}/calls/{item.id}?audio=raw")
         page.get_by_role("button", name="Connect my headset").click()
         expect(page.locator("#voice-status")).to_have_text(

@@ -34,8 +34,8 @@ class TransferringLine(FileChannel):
     transfer_target = "600"
     connects = True
 
-    def __init__(self, pcm: bytes, tail_seconds: float = 10.0) -> None:
-        super().__init__(pcm, tail_seconds)
+    def __init__(self, pcm: bytes, tail_seconds: float = 10.0, real_time: bool = False) -> None:
+        super().__init__(pcm, tail_seconds, real_time)
         self.transfers = 0
 
     async def transfer(self) -> bool:

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.events import BotTurn, CallEnded, CallStarted, EndReason, Escalated, TranscriptFinal
+from bot.console.views import turn_view
+from bot.events import (
+    AGENT_SPEECH_INTENT,
+    AgentSpeech,
+    BotTurn,
+    CallEnded,
+    CallStarted,
+    EndReason,
+    Escalated,
+    TranscriptFinal,
+)
 from bot.privacy import Redactor
 from bot.store import CallStore, turns
 from bot.training.inbox import (
@@ -188,3 +198,18 @@ def test_decided_texts_leave_the_inbox_and_hold_speech_never_enters(
 
 def test_group_turns_of_nothing_is_empty() -> None:
     assert group_turns([]) == []
+
+
+def test_an_agents_words_are_stored_as_the_agents_and_never_reach_the_inbox(
+    store: CallStore, redactor: Redactor
+) -> None:
+    store.listener(CallStarted("d", 0, "phone"))
+    store.listener(AgentSpeech("d", 5000, text="let me look at that order for you", turn_id=3))
+    store.listener(CallEnded("d", 9000, EndReason.RESOLVED))
+    store.flush()
+    with store.engine.connect() as conn:
+        (row,) = conn.execute(sa.select(turns).where(turns.c.call_id == "d")).mappings()
+    assert row["intent"] == AGENT_SPEECH_INTENT
+    view = turn_view(row)
+    assert view["agent"] == "let me look at that order for you" and view["caller"] == ""
+    assert inbox(store, redactor).items() == []
