@@ -62,11 +62,10 @@ from bot.telephony.sip import (
     response_to,
     via_branch,
 )
+from bot.telephony.transfer import blind_transfer, transfer_progress
 
 log = logging.getLogger(__name__)
 
-# How long a transfer may take before the bot keeps the caller itself.
-TRANSFER_SECONDS = 30.0
 SDP = "application/sdp"
 
 
@@ -615,67 +614,15 @@ class SipEndpoint(asyncio.DatagramProtocol):
         return dialog.request(method, call.cseq, self.via())
 
     async def transfer(self, call: PhoneCall, target: str) -> bool:
-        """A blind transfer (RFC 3515 REFER) of the caller to ``target`` (a
-        number or a SIP URI). True once the transferee reports the new call
-        connected, or hangs up on the bot after accepting; False when the
-        REFER is refused or fails, leaving the caller with the bot."""
-        if not call.confirmed or call.caller_gone or call.bot_gone:
-            return False
-        refer_to = transfer_uri(target, call)
-        refer = self.in_dialog(call, "REFER")
-        refer.add_header("Refer-To", f"<{refer_to}>")
-        refer.add_header("Referred-By", f"<sip:voicebot@{self._via_host()}>")
-        refer.add_header("Contact", f"<sip:voicebot@{self._via_host()}>")
-        call.transfer = asyncio.get_running_loop().create_future()
-        log.info("line %d: transferring the caller to %s", call.line, refer_to)
-        try:
-            reply = await self.send_request(refer, call.peer)
-            if reply is None or reply.status is None or reply.status >= 300:
-                status = "no answer" if reply is None else f"{reply.status} {reply.reason}"
-                log.warning(
-                    "line %d: the transfer to %s was refused (%s)", call.line, refer_to, status
-                )
-                return False
-            gone = asyncio.ensure_future(self._caller_gone(call))
-            try:
-                done, _ = await asyncio.wait(
-                    {call.transfer, gone},
-                    timeout=TRANSFER_SECONDS,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                gone.cancel()
-            if call.transfer.done():
-                connected = call.transfer.result()
-            elif gone in done:
-                connected = True  # the transferee hung up on the bot: it went through
-            else:
-                log.warning("line %d: no word on the transfer to %s", call.line, refer_to)
-                connected = False
-            if connected:
-                log.info("line %d: the caller was transferred to %s", call.line, refer_to)
-                self.hang_up(call)
-            else:
-                log.warning("line %d: the transfer to %s did not connect", call.line, refer_to)
-            return connected
-        finally:
-            call.transfer = None
-
-    @staticmethod
-    async def _caller_gone(call: PhoneCall) -> bool:
-        while not call.caller_gone:
-            await asyncio.sleep(0.05)
-        return True
+        """A blind transfer of the caller (see ``bot.telephony.transfer``)."""
+        return await blind_transfer(self, call, target)
 
     def _on_notify(self, call: PhoneCall, notify: SipMessage) -> None:
-        """The progress of a transfer (RFC 3515 §2.4.5: a message/sipfrag status line)."""
-        if call.transfer is None or call.transfer.done():
-            return
-        if not (notify.header("Event") or "").strip().lower().startswith("refer"):
-            return
-        status = sipfrag_status(notify.body)
-        if status is not None and status >= 200:
-            call.transfer.set_result(status < 300)
+        transfer_progress(call, notify)
+
+    @property
+    def contact_host(self) -> str:
+        return self._via_host()
 
     def _via_host(self) -> str:
         return f"{self.settings.host}:{self.local_port}"
@@ -699,24 +646,6 @@ class SipEndpoint(asyncio.DatagramProtocol):
             task = self._pending_bye.pop(message.call_id, None)
             if task is not None:
                 task.cancel()
-
-
-def sipfrag_status(body: bytes) -> int | None:
-    """The status code of a message/sipfrag body's first line ("SIP/2.0 200 OK")."""
-    first = body.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split()
-    if len(first) >= 2 and first[0].upper().startswith("SIP/") and first[1].isdigit():
-        return int(first[1])
-    return None
-
-
-def transfer_uri(target: str, call: PhoneCall) -> str:
-    """Where a transfer goes: a full SIP URI as given, or a number (an
-    extension, a queue) at the PBX that sent the call."""
-    target = target.strip()
-    if target.lower().startswith(("sip:", "sips:", "tel:")):
-        return target
-    host = call.peer[0]
-    return f"sip:{target}@[{host}]" if ":" in host else f"sip:{target}@{host}"
 
 
 def _sends(offer: Offer) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.call import LineInfo
-from bot.telephony.endpoint import PhoneCall, sipfrag_status, transfer_uri, via_branch
+from bot.telephony.endpoint import PhoneCall, via_branch
 from bot.telephony.register import (
     Account,
     AccountError,
@@ -15,6 +15,7 @@ from bot.telephony.register import (
 )
 from bot.telephony.sdp import Codec, parse_offer
 from bot.telephony.sip import SipMessage
+from bot.telephony.transfer import sipfrag_status, transfer_uri
 
 OFFER = (
     b"v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\n"
