@@ -2,7 +2,8 @@
 
 At the questions that expect digits the caller may type instead of speaking:
 digits gather until ``#`` ends the entry, ``*`` starts it again, and at a
-yes-or-no question 1 means yes and 2 means no. A finished entry is handed
+yes-or-no question 1 means yes and 2 means no. Anywhere else 0 asks for a
+person, as on most hotlines (the words go to the dialogue like speech). A finished entry is handed
 on as the caller's words for that turn ("12345", "yes"), so the dialogue
 treats keyed and spoken answers alike. The bot mentions the keypad once per
 call, at the first question that expects a number.
@@ -14,6 +15,8 @@ from bot.expectations import Expectation
 
 KEYPAD_HINT = "You can also key it in on your phone, then press hash."
 _YES_NO_KEYS = {"1": "yes", "2": "no"}
+# What 0 says where no number is asked for.
+ASK_FOR_A_PERSON = "i want to speak to a person"
 _NUMBER_QUESTIONS = {Expectation.ORDER_ID, Expectation.PHONE_NUMBER}
 # Longer entries are cut here: no answer the bot asks for is longer.
 MAX_DIGITS = 20
@@ -41,6 +44,8 @@ class KeypadEntry:
             return None  # A-D: no meaning here
         if expectation is Expectation.YES_NO and not self._digits and key in _YES_NO_KEYS:
             return _YES_NO_KEYS[key]
+        if key == "0" and not self._digits and expectation not in _NUMBER_QUESTIONS:
+            return ASK_FOR_A_PERSON
         if len(self._digits) < MAX_DIGITS:
             self._digits.append(key)
         return None

@@ -302,3 +302,79 @@ def test_the_bot_says_goodbye_to_a_silent_caller_and_sends_bye(
     spoken = [e["text"] for e in events if e["event"] == "bot_speech_started"]
     assert len(spoken) >= 3, spoken  # greeting, asked again, goodbye
     assert closed.get("param") is not None
+
+
+def test_a_caller_who_presses_zero_talks_with_an_agent_in_the_browser(
+    phone_server: PhoneServer,
+    caller_factory: Any,
+    netns: NetNamespace,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A SIP caller keys 0 (a person, please), waits, and hears the agent who
+    took the call from the console: chromium's fake microphone beeps at
+    700 Hz, and those beeps are in what the caller's phone decoded."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from bot.file_channel import write_wav
+    from bot.queue import AgentQueue
+    from tests.e2e.test_agent_voice_browser import (
+        BEEP_HZ,
+        CONSOLE_PORT,
+        beeps,
+        chromium_in,
+        launch,
+        log_in,
+    )
+
+    env = {**os.environ, **isolated_env(phone_server.tmp)}
+    queue = AgentQueue(env["VOICEBOT_STORE_URL"])
+    queue.add_agent("sam", "correct horse", "agent", ["general"])
+    console = netns.popen(
+        [sys.executable, "-m", "bot", "console", "--port", str(CONSOLE_PORT)],
+        cwd=Path(__file__).resolve().parent.parent.parent, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    microphone = tmp_path / "agent.wav"
+    write_wav(microphone, beeps(3.0).tobytes())
+    caller = caller_factory("dora", "+447700900789", 5074)
+    mark = phone_server.mark()
+    try:
+        caller.dial(BOT_URI)
+        caller.wait_event("CALL_ESTABLISHED", timeout=15)
+        phone_server.wait_for("bot_speech_ended", 20, after=mark)  # the greeting is over
+        caller.send_keys("0")
+        escalated = phone_server.wait_for("escalated", 30, after=mark)
+        assert escalated["reason"] == "explicit_request"
+        with sync_playwright() as playwright:
+            browser = launch(playwright, chromium_in(netns, tmp_path), microphone)
+            page = log_in(browser, "sam")
+            page.get_by_role("button", name="Take next").click()
+            page.goto(page.url + "?audio=raw")
+            page.get_by_role("button", name="Connect my headset").click()
+            expect(page.locator("#voice-status")).to_have_text(
+                "Connected: you are talking with the caller.", timeout=20000
+            )
+            time.sleep(6.0)
+            browser.close()
+        caller.hang_up()
+        caller.wait_event("CALL_CLOSED", timeout=10)
+        phone_server.wait_for("call_ended", 20, after=mark)
+    finally:
+        console.terminate()
+        console.wait(20)
+        queue.close()
+    with wave.open(str(caller.received_wav())) as wav:
+        rate = wav.getframerate()
+        heard = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(float)
+    # The last seconds of the call: 100 ms windows whose strongest tone is the beep.
+    window = rate // 10
+    tail = heard[-12 * rate :]
+    beeping = 0
+    for start in range(0, len(tail) - window, window):
+        chunk = tail[start : start + window]
+        if np.sqrt(np.mean(chunk**2)) < 300:
+            continue
+        spectrum = np.abs(np.fft.rfft(chunk * np.hanning(window)))
+        if abs(np.fft.rfftfreq(window, 1 / rate)[int(np.argmax(spectrum))] - BEEP_HZ) < 30:
+            beeping += 1
+    assert beeping >= 10, beeping

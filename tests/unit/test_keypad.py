@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.expectations import Expectation
-from bot.session.keypad import KeypadEntry
+from bot.session.keypad import ASK_FOR_A_PERSON, KeypadEntry
 
 
 def test_a_yes_no_question_takes_one_and_two() -> None:
@@ -21,3 +21,15 @@ def test_a_yes_no_question_takes_one_and_two() -> None:
     assert entry.hint_for(Expectation.YES_NO) is None
     assert entry.hint_for(Expectation.PHONE_NUMBER) is not None
     assert entry.hint_for(Expectation.ORDER_ID) is None  # once per call
+
+
+def test_zero_asks_for_a_person_except_inside_a_number() -> None:
+    entry = KeypadEntry()
+    assert entry.press("0", Expectation.FREE) == ASK_FOR_A_PERSON
+    assert entry.press("0", Expectation.YES_NO) == ASK_FOR_A_PERSON
+    # At a number question 0 is a digit like any other.
+    assert entry.press("0", Expectation.ORDER_ID) is None
+    assert entry.pending == "0"
+    # Mid-entry it is a digit too, whatever the question.
+    assert entry.press("0", Expectation.FREE) is None
+    assert entry.pending == "00"
