@@ -33,6 +33,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamError
 
 from bot.pcm import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
@@ -147,7 +148,9 @@ class AgentLink:
         """The SDP answer to the browser's offer; LinkError if it has no audio."""
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, KeyError) as exc:
+        except OperationError as exc:
+            raise LinkError("no audio codec in common with the browser (Opus or G.711)") from exc
+        except (ValueError, KeyError, InvalidAccessError, InvalidStateError) as exc:
             raise LinkError(f"the browser's offer cannot be used: {exc}") from exc
         audio = [t for t in self._pc.getTransceivers() if t.kind == "audio"]
         if not audio:

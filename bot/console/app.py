@@ -124,6 +124,23 @@ def _set_session_cookie(response: Response, value: str, max_age_seconds: int, se
     )
 
 
+def _browser_ice_servers(project: Settings | None) -> tuple[dict[str, str], ...]:
+    """``agent_voice.ice_servers`` for the page (a TURN server relays the
+    browser's side as well as the bot's)."""
+    if project is None:
+        return ()
+    options = project.agent_voice
+    servers = []
+    for url in (u.strip() for u in options.ice_servers.split(",")):
+        if not url:
+            continue
+        server = {"urls": url}
+        if url.startswith("turn"):
+            server.update(username=options.turn_username, credential=options.turn_password)
+        servers.append(server)
+    return tuple(servers)
+
+
 def create_app(settings: ConsoleSettings) -> FastAPI:
     """The console app; opens the databases and creates the session table now."""
     queue = AgentQueue(settings.database_url, settings.queue)
@@ -156,6 +173,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         service_level_seconds=settings.service_level_seconds,
         transcript_poll_seconds=settings.transcript_poll_seconds,
         secure_cookies=settings.secure_cookies,
+        ice_servers=_browser_ice_servers(settings.project),
     )
 
     @asynccontextmanager

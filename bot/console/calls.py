@@ -3,6 +3,7 @@ page with its handoff and live transcript, talking to the caller, resolving."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -94,6 +95,7 @@ def call_page(request: Request, item_id: int, session: QueueUser) -> Response:
         "last_turn_index": last_turn_index,
         "sent": [message.text for message in pending],
         "dispositions": DISPOSITIONS,
+        "ice_servers": json.dumps(list(parts.ice_servers)),
     }
     return render(request, "call.html", context, session)
 

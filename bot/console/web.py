@@ -41,6 +41,9 @@ class ConsoleParts:
     service_level_seconds: float
     transcript_poll_seconds: float
     secure_cookies: bool
+    # The browsers' ICE servers for agents' audio (agent_voice settings), as
+    # RTCPeerConnection takes them; empty: host candidates only.
+    ice_servers: tuple[dict[str, str], ...] = ()
 
 
 def parts_of(request: Request) -> ConsoleParts:

@@ -4,9 +4,9 @@ the customer's phone behind the trunk, inside a private network namespace.
 The test plays the agent (through the queue, as the console does): it takes
 a callback task and asks for it to be dialled. A customer who answers hears
 who calls and why and waits for the agent (who resolves the task, and the bot
-says goodbye and hangs up); one who is busy, and one who never answers
-(cancelled after the ring time), send the task back to the queue with its
-attempts counted.
+says goodbye and hangs up); one who is busy, one who never answers
+(cancelled after the ring time) and one who declines (603) send the task
+back to the queue with its attempts counted.
 """
 
 from __future__ import annotations
@@ -205,6 +205,7 @@ def test_an_answered_callback_hears_who_calls_and_waits_for_the_agent(
     ("scenario", "keys", "outcome"),
     [
         ("uas_busy.xml", [("status", "486")], "busy"),
+        ("uas_busy.xml", [("status", "603")], "rejected"),
         ("uas_no_answer.xml", [], "no_answer"),
     ],
 )

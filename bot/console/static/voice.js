@@ -20,6 +20,9 @@
   // ?audio=raw turns the browser's voice processing off (level measurements);
   // a real headset keeps echo cancellation, noise suppression and gain control.
   const raw = new URLSearchParams(window.location.search).get("audio") === "raw";
+  // The agent_voice ICE servers (a TURN server for agents outside the LAN);
+  // none by default, and never a public STUN server.
+  const iceServers = JSON.parse(panel.dataset.ice || "[]");
   const links = {};
 
   function say(text) {
@@ -62,7 +65,7 @@
   }
 
   async function open(linkRole, sends, hears) {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers: iceServers });
     let stream = null;
     if (sends) {
       stream = await microphone();
