@@ -34,6 +34,8 @@ class EndReason(str, enum.Enum):
     SILENCE = "silence"
     TIME_LIMIT = "time_limit"
     INTERRUPTED = "interrupted"
+    # A callback reached an answering machine: a message was left.
+    VOICEMAIL = "voicemail"
     ERROR = "error"
 
 

@@ -34,6 +34,7 @@ MESSAGES = {
     "busy": "The line was busy.",
     "rejected": "The call was rejected.",
     "failed": "The call could not be placed.",
+    "voicemail": "An answering machine took the call; the bot left a message.",
     "outside_hours": "Outside the calling hours: the task goes back to the queue until they open.",
     "unserved": "No phone lines are connected to dial out. Call the number yourself.",
 }
@@ -49,7 +50,7 @@ REFUSALS = {
 def _view(dialling: CallbackDialling, request: DialRequest) -> dict[str, object]:
     attempts = dialling.attempts(request.item_id)
     message = MESSAGES.get(request.state, request.state)
-    if request.state in ("no_answer", "busy", "rejected", "failed"):
+    if request.state in ("no_answer", "busy", "rejected", "failed", "voicemail"):
         message += f" Attempt {attempts}; the task goes back to the queue"
         if request.retry_after is not None:
             message += f" until {request.retry_after.astimezone().strftime('%H:%M')}"

@@ -4,7 +4,7 @@ An agent who takes a callback task asks for it to be dialled; the request is
 written here, a bot process with phone lines takes it (``take``: one process
 per request, even with several machines), dials, and reports the outcome
 (``finish``). An answered call goes on with the agent. A failed attempt
-(no answer, busy, rejected, failed) sends the task back to the queue with its
+(no answer, busy, rejected, failed, an answering machine) sends the task back to the queue with its
 attempt count and a time before which it is not offered again; after
 ``max_attempts`` the task is closed as unreachable. A request nobody took
 (no phone lines) or made outside the calling hours is not an attempt.
@@ -23,7 +23,7 @@ from bot.queue.records import QueueError
 from bot.queue.schema import dial_requests, items
 from bot.queue.service import AgentQueue
 
-FAILED = ("no_answer", "busy", "rejected", "failed")
+FAILED = ("no_answer", "busy", "rejected", "failed", "voicemail")
 OPEN = ("requested", "dialling")
 
 

@@ -149,6 +149,7 @@ DIAL_STATES = (
     "busy",
     "rejected",
     "failed",
+    "voicemail",
     # Not attempts: no process with phone lines took the request, or it came
     # outside the calling hours.
     "unserved",

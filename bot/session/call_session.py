@@ -38,6 +38,7 @@ from bot.hold import abandon_quietly
 from bot.pcm import FRAME_MS
 from bot.recording import CallRecorder
 from bot.responses import Response
+from bot.session.answering import Answered, AnsweringDetector
 from bot.session.contracts import (
     Channel,
     EchoCanceller,
@@ -63,11 +64,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CallbackStart:
-    """How a call the bot placed for a callback task begins: what the bot
-    says first, and the task whose agent then takes the call."""
+    """How a call the bot placed for a callback task begins. The bot first
+    listens (``bot/session/answering.py``): a person hears ``intro`` and
+    waits for the task's agent; an answering machine gets ``voicemail``
+    after its greeting, and the call ends. ``on_answered`` hears which
+    ("person" or "machine") as soon as it is known."""
 
     item_id: int
     intro: str
+    voicemail: str = ""
+    on_answered: Callable[[str], None] | None = None
 
 
 log = logging.getLogger(__name__)
@@ -128,6 +134,9 @@ class CallSession:
         # Phone lines: keys pressed, gathered into keyed answers.
         self._keypad = KeypadEntry() if callable(getattr(channel, "take_keys", None)) else None
         self._keyed: list[str] = []
+        # A callback's first seconds: a person or an answering machine?
+        self._answering: AnsweringDetector | None = None
+        self._told_who_answered = False
 
     # -- running ---------------------------------------------------------------
 
@@ -146,9 +155,9 @@ class CallSession:
         reason, error = EndReason.CALLER_HANG_UP, None
         try:
             if self.callback is not None:
-                # The customer hears who calls and why, then waits for the agent.
+                # Who answered decides what they hear (see _listen_for_answer).
                 call.queue_item_id = self.callback.item_id
-                self._say_later([self.callback.intro], EndReason.TRANSFERRED)
+                self._answering = AnsweringDetector()
             else:
                 self._say_later([self.engine.greeting()])
             async for frame in self.channel.frames():
@@ -215,6 +224,9 @@ class CallSession:
         if self._hold is not None:
             self._hold.caller_audio(frame)
         heard = self.gate.hear(frame, played, self.channel.is_playing)
+        if self._answering is not None:
+            self._listen_for_answer(heard.speech)
+            return
         if heard.speech and self.turns.in_turn:
             self._turn_speech_ms += FRAME_MS
         await self._apply(self.turns.frame(frame, heard.speech, heard.level_dbfs))
@@ -234,6 +246,25 @@ class CallSession:
                 self._judge(signal)
             elif isinstance(signal, TurnEnded):
                 self._turn_ended(signal)
+
+    def _listen_for_answer(self, speech: bool) -> None:
+        assert self._answering is not None and self.callback is not None
+        callback = self.callback
+        verdict = self._answering.frame(speech)
+        if verdict is Answered.UNDECIDED:
+            return
+        if not self._told_who_answered:
+            self._told_who_answered = True
+            log.info("callback %d: a %s answered", callback.item_id, verdict.value)
+            if callback.on_answered is not None:
+                callback.on_answered(verdict.value)
+        if verdict is Answered.PERSON:
+            # The customer hears who calls and why, then waits for the agent.
+            self._answering = None
+            self._say_later([callback.intro], EndReason.TRANSFERRED)
+        elif self._answering.greeting_over:
+            self._answering = None
+            self._say_later([callback.voicemail or callback.intro], EndReason.VOICEMAIL)
 
     def _on_keys(self) -> None:
         """Keys pressed on the phone: each one an event, finished entries a turn."""
@@ -502,6 +533,10 @@ class CallSession:
 
     def _check_prompts(self) -> None:
         if self._hold is not None or self.call is None:
+            return
+        if self._answering is not None:
+            # Still listening to who answered a callback: nobody to prompt yet.
+            self._watch.active(self.channel.now_ms())
             return
         now = self.channel.now_ms()
         quiet = self._idle() and not _running(self._judging)

@@ -85,6 +85,15 @@ def callback_intro(item: QueueItem) -> str:
     )
 
 
+def voicemail_message(item: QueueItem) -> str:
+    """Left on an answering machine: who called, about what, and what next."""
+    about = callback_intro(item).split(" calling you back", 1)[1].split(", as you asked")[0]
+    return (
+        f"Hello, this is the customer service hotline returning your call{about}. "
+        "We'll try you again later. Goodbye."
+    )
+
+
 class CallbackDialler:
     """Takes dial requests and places the calls, one task per request."""
 
@@ -166,10 +175,26 @@ class CallbackDialler:
             result.outcome, "rejected" if result.outcome == "rejected" else "failed"
         )
         detail = f"{result.status or ''} {result.reason}".strip()
-        await self._finish(request, outcome, detail)
-        if outcome == "answered" and result.call is not None:
-            start = CallbackStart(item_id=item.id, intro=callback_intro(item))
-            await self._run_session(result.call, start)
+        if outcome != "answered" or result.call is None:
+            await self._finish(request, outcome, detail)
+            return
+        # Answered: the outcome waits for who picked up (a person or a machine).
+        told: list[str] = []
+
+        def answered_by(who: str) -> None:
+            told.append(who)
+            reached = "answered" if who == "person" else "voicemail"
+            asyncio.ensure_future(self._finish(request, reached, f"{who} answered"))
+
+        start = CallbackStart(
+            item_id=item.id,
+            intro=callback_intro(item),
+            voicemail=voicemail_message(item),
+            on_answered=answered_by,
+        )
+        await self._run_session(result.call, start)
+        if not told:
+            await self._finish(request, "no_answer", "hung up before saying anything")
 
     async def _finish(
         self, request: DialRequest, outcome: str, detail: str, wait: timedelta | None = None

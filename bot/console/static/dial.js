@@ -10,7 +10,9 @@
   const status = document.getElementById("dial-status");
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
   const csrfToken = csrfMeta ? csrfMeta.content : "";
-  const settled = ["answered", "no_answer", "busy", "rejected", "failed", "outside_hours", "unserved"];
+  const settled = [
+    "answered", "no_answer", "busy", "rejected", "failed", "voicemail", "outside_hours", "unserved",
+  ];
 
   function follow(requestId) {
     const timer = setInterval(async function () {
