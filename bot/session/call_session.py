@@ -387,8 +387,9 @@ class CallSession:
 
     async def _turn_done(self, ended: TurnEnded, heard: Recognised, asr_ms: float) -> None:
         if not self.turns.in_turn:
-            await self.recognition.reset()
-            await self._listen_between_turns()
+            with busy(self.channel):  # the caller's time goes on while the recogniser resets
+                await self.recognition.reset()
+                await self._listen_between_turns()
         self._watch.active(self.channel.now_ms())
         if not heard.text:
             return  # noise, a cough, or words outside a closed grammar

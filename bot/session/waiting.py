@@ -59,6 +59,7 @@ class HoldController:
             bridge.attach(self._speaking, self._stop_music)
         self._callback_offered = False
         self._ended: EndReason | None = None
+        self._waiting: asyncio.Future[bool] | None = None
 
     @staticmethod
     def possible(engine: CallEngine, call: Call, hold_pcm: bytes | None) -> bool:
@@ -89,9 +90,15 @@ class HoldController:
                     return EndReason(step.end_reason)
                 if step.back_to_bot:
                     return None
-                await line.wait_for_change(settings.hold_music_piece_seconds)
+                # A wait the caller's answer can cut short (see say's then_end).
+                self._waiting = asyncio.ensure_future(
+                    line.wait_for_change(settings.hold_music_piece_seconds)
+                )
+                await asyncio.wait({self._waiting})
             return self._ended
         finally:
+            if self._waiting is not None:
+                self._waiting.cancel()
             await self._stop_music()
             line.close()
             if self._bridge is not None:
@@ -130,10 +137,14 @@ class HoldController:
         elif not bridge.talking and self._music is None and self._ended is None:
             self._start_music()
 
-    async def say(self, texts: list[str]) -> None:
+    async def say(self, texts: list[str], then_end: EndReason | None = None) -> None:
         async with self._speaking:
             await self._stop_music()
             await self._voice.say(texts, self._call.turn_id)
+            if then_end is not None:
+                self._ended = then_end
+                if self._waiting is not None:
+                    self._waiting.cancel()  # the wait is over now, not at the next step
             talking = self._bridge is not None and self._bridge.talking
             if self._ended is None and not talking:
                 self._start_music()
@@ -154,8 +165,9 @@ class HoldController:
                 and await convert_to_callback(self._engine, call, str(number))
             )
         if converted:
-            self._ended = EndReason.CALLBACK_ARRANGED
-            await self.say([dialogue.response_text(Response.CALLBACK_ARRANGED)])
+            # The wait ends once the caller has heard it is arranged, not before.
+            text = dialogue.response_text(Response.CALLBACK_ARRANGED)
+            await self.say([text], then_end=EndReason.CALLBACK_ARRANGED)
         else:
             await self.say([dialogue.response_text(Response.KEEP_WAITING)])
 

@@ -230,7 +230,8 @@ def tone_heard(page: Page, hz: float, seconds: float = 3.0) -> float:
                 const sorted = Array.from(data).sort((a, b) => a - b);
                 const median = sorted[Math.floor(sorted.length / 2)];
                 const peak = Math.max(data[bin - 1], data[bin], data[bin + 1]);
-                best = Math.max(best, peak - median);
+                // Before any audio every bin is -Infinity: no verdict from that.
+                if (Number.isFinite(peak - median)) best = Math.max(best, peak - median);
               }
               await context.close();
               return best;
