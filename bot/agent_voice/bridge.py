@@ -139,7 +139,7 @@ class VoiceBridge:
                         mixed = _mix(mixed, whisper.whisper.popleft())
                 entry.link.send(b"\0" * FRAME_BYTES if self.on_hold else mixed)
             elif entry.row.role == "monitor":
-                entry.link.send(frame)
+                entry.link.send(frame, "caller")
 
     async def close(self) -> None:
         for link_id in list(self._open):
@@ -207,7 +207,7 @@ class VoiceBridge:
             asyncio.ensure_future(self._mark(link_id, "connected"))
         for other in self._open.values():
             if other.row.role == "monitor":
-                other.link.send(pcm)  # the listener hears the agent with the caller
+                other.link.send(pcm, "agent")  # mixed with the caller for the listener
         self._agent_frames.put_nowait(pcm)
         if self.on_hold:
             return

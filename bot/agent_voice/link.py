@@ -73,24 +73,36 @@ class PcmTrack(MediaStreamTrack):
 
     def __init__(self) -> None:
         super().__init__()
-        self._queue: deque[bytes] = deque()
-        self._pending = b""
+        # One queue per source (a listener hears the caller and the agent
+        # mixed): each 20 ms frame sums the next frame of every source.
+        self._queues: dict[str, deque[bytes]] = {}
+        self._pending: dict[str, bytes] = {}
         self._pts = 0
         self._started: float | None = None
         self._time_base = fractions.Fraction(1, SAMPLE_RATE_HZ)
 
-    def push(self, pcm: bytes) -> None:
-        data = self._pending + pcm
+    def push(self, pcm: bytes, source: str = "main") -> None:
+        queue = self._queues.setdefault(source, deque())
+        data = self._pending.get(source, b"") + pcm
         whole = len(data) - len(data) % FRAME_BYTES
         for i in range(0, whole, FRAME_BYTES):
-            self._queue.append(data[i : i + FRAME_BYTES])
-        self._pending = data[whole:]
-        while len(self._queue) * FRAME_MS > MAX_QUEUED_MS:
-            self._queue.popleft()
+            queue.append(data[i : i + FRAME_BYTES])
+        self._pending[source] = data[whole:]
+        while len(queue) * FRAME_MS > MAX_QUEUED_MS:
+            queue.popleft()
 
     @property
     def queued_ms(self) -> int:
-        return len(self._queue) * FRAME_MS
+        return max((len(q) for q in self._queues.values()), default=0) * FRAME_MS
+
+    def _next_frame(self) -> bytes:
+        frames = [q.popleft() for q in self._queues.values() if q]
+        if not frames:
+            return b"\0" * FRAME_BYTES
+        if len(frames) == 1:
+            return frames[0]
+        mixed = np.sum([np.frombuffer(f, dtype="<i2").astype(np.int32) for f in frames], axis=0)
+        return bytes(np.clip(mixed, -32768, 32767).astype("<i2").tobytes())
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -104,8 +116,7 @@ class PcmTrack(MediaStreamTrack):
         elif now - due > 0.2:
             # Far behind (the loop was busy): start the clock again, don't burst.
             self._started = now - self._pts / SAMPLE_RATE_HZ
-        pcm = self._queue.popleft() if self._queue else b"\0" * FRAME_BYTES
-        samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
+        samples = np.frombuffer(self._next_frame(), dtype="<i2").reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE_HZ
         frame.pts = self._pts
@@ -165,10 +176,11 @@ class AgentLink:
             self._watch(self._watch_silence())
         return str(self._pc.localDescription.sdp)
 
-    def send(self, pcm: bytes) -> None:
-        """Queues 16 kHz mono PCM for the browser."""
+    def send(self, pcm: bytes, source: str = "main") -> None:
+        """Queues 16 kHz mono PCM for the browser; audio of different sources
+        (the caller, the agent) is mixed."""
         if not self._closed:
-            self.track.push(pcm)
+            self.track.push(pcm, source)
 
     async def close(self) -> None:
         if self._closed:

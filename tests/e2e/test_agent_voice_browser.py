@@ -377,8 +377,10 @@ def test_an_agent_talks_with_a_waiting_caller_from_the_browser(setup: dict) -> N
     assert talking > 0.2, (talking, muted)
     assert muted == 0.0, (talking, muted)
     held_s, resumed_s = held_at - started_at, resumed_at - started_at
-    on_hold = heard[int((held_s + 1.0) * RATE) : int((resumed_s - 0.5) * RATE)].astype(float)
-    assert beep_share(heard, held_s + 1.0, resumed_s - 0.5) == 0.0
+    # The hold reaches the bot through the database and its change feed: on a
+    # loaded machine that takes up to a second or two.
+    on_hold = heard[int((held_s + 2.0) * RATE) : int((resumed_s - 0.5) * RATE)].astype(float)
+    assert beep_share(heard, held_s + 2.0, resumed_s - 0.5) == 0.0
     assert np.sqrt(np.mean(on_hold**2)) > 100  # the hold music
     # The whisper reached the agent only: the caller's ear has none of it.
     whisper_s, whisper_end_s = whisper_at - started_at, whisper_end - started_at

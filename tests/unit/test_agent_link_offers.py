@@ -52,3 +52,25 @@ def test_ice_servers_come_only_from_the_settings() -> None:
     assert stun.username is None
     with pytest.raises(ValueError, match="not a stun: or turn: URL"):
         ice_servers("http://example.com")
+
+
+def test_a_listener_hears_the_caller_and_the_agent_mixed() -> None:
+    """Two sources are summed frame by frame (not queued one after the other,
+    which would play each at half speed)."""
+    import numpy as np
+
+    from bot.agent_voice.link import PcmTrack
+
+    caller = np.full(320, 1000, dtype="<i2").tobytes()
+    agent = np.full(320, 250, dtype="<i2").tobytes()
+    track = PcmTrack()
+    track.push(caller * 2, "caller")
+    track.push(agent, "agent")
+    assert track.queued_ms == 40
+
+    async def two_frames() -> list[np.ndarray]:
+        return [(await track.recv()).to_ndarray().reshape(-1) for _ in range(2)]
+
+    first, second = asyncio.run(two_frames())
+    assert set(first.tolist()) == {1250}  # both sides at once
+    assert set(second.tolist()) == {1000}  # the caller alone, the agent had no more
