@@ -384,4 +384,6 @@ def test_an_agent_talks_with_a_waiting_caller_from_the_browser(setup: dict) -> N
     assert np.sqrt(np.mean(on_hold**2)) > 100  # the hold music
     # The whisper reached the agent only: the caller's ear has none of it.
     whisper_s, whisper_end_s = whisper_at - started_at, whisper_end - started_at
-    assert beep_share(heard, whisper_s, whisper_end_s, WHISPER_HZ) == 0.0
+    # Leaked, its beeps would lead a third or more of the windows (as the
+    # agent's do, above); the agent's own words peak near 1200 Hz now and then.
+    assert beep_share(heard, whisper_s, whisper_end_s, WHISPER_HZ) < 0.1
