@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.queue import accounts
+from bot.queue import accounts, rows
 from bot.queue.records import QueueError
 from bot.queue.schema import dial_requests, items
 from bot.queue.service import AgentQueue
@@ -50,7 +50,8 @@ class DialOutcome:
 
 
 def _request(row: Any) -> DialRequest:
-    return DialRequest(**{name: row[name] for name in DialRequest.__dataclass_fields__})
+    result: DialRequest = rows.record(DialRequest, row)
+    return result
 
 
 class CallbackDialling:

@@ -18,6 +18,11 @@ from bot.queue.schema import items
 CLAIM_ORDER = (items.c.priority.desc(), items.c.enqueued_at, items.c.id)
 
 
+def record(cls: Any, row: Mapping[str, Any]) -> Any:
+    """A frozen dataclass of the queue's records from a row holding its fields."""
+    return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
 def item_from_row(row: Mapping[str, Any], now: datetime, position: int = 0) -> QueueItem:
     status = row["status"]
     if status == "waiting":

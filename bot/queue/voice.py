@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.queue import accounts
+from bot.queue import accounts, rows
 from bot.queue.records import QueueError
 from bot.queue.schema import VOICE_ROLES, VOICE_STATES, items, voice_links
 from bot.queue.service import AgentQueue
@@ -50,7 +50,8 @@ class VoiceLink:
 
 
 def _link(row: Any) -> VoiceLink:
-    return VoiceLink(**{name: row[name] for name in VoiceLink.__dataclass_fields__})
+    result: VoiceLink = rows.record(VoiceLink, row)
+    return result
 
 
 class VoiceSignals:

@@ -73,23 +73,26 @@ def until_opening(now: datetime, hours: tuple[time, time], zone: str = "") -> ti
     return opening - local
 
 
-def callback_intro(item: QueueItem) -> str:
-    """What the customer hears first: who calls, and about what."""
+def _topic(item: QueueItem) -> str:
+    """ " about a delivery problem" from the task's intents, or ""."""
     intents = item.handoff.get("intents", []) if isinstance(item.handoff, dict) else []
     names = [str(i.get("intent") or i.get("name") or "") for i in intents]
     about = next((TASK_TEXT[n] for n in names if n in TASK_TEXT and n != "request_callback"), "")
-    topic = f" about {about}" if about else ""
+    return f" about {about}" if about else ""
+
+
+def callback_intro(item: QueueItem) -> str:
+    """What the customer hears first: who calls, and about what."""
     return (
-        f"Hello, this is the customer service hotline calling you back{topic}, as you asked. "
-        "Please hold for a moment while I put you through to your colleague."
+        f"Hello, this is the customer service hotline calling you back{_topic(item)}, "
+        "as you asked. Please hold for a moment while I put you through to your colleague."
     )
 
 
 def voicemail_message(item: QueueItem) -> str:
     """Left on an answering machine: who called, about what, and what next."""
-    about = callback_intro(item).split(" calling you back", 1)[1].split(", as you asked")[0]
     return (
-        f"Hello, this is the customer service hotline returning your call{about}. "
+        f"Hello, this is the customer service hotline returning your call{_topic(item)}. "
         "We'll try you again later. Goodbye."
     )
 
