@@ -55,10 +55,23 @@ calls = sa.Table(
     sa.Column("caller_number", sa.String(64)),
     sa.Column("dialled_number", sa.String(64)),
     sa.Column("line", sa.Integer),
+    # The post-call survey: the caller's rating from 1 to 5, how it was given
+    # ("voice", "keypad" or "text") and when; NULL when not asked or not answered.
+    sa.Column("csat_score", sa.Integer),
+    sa.Column("csat_via", sa.String(16)),
+    sa.Column("csat_at", sa.DateTime(timezone=True)),
 )
 
 # Columns added after the first release: older call stores get them at start.
-_ADDED_COLUMNS = ("purged_at", "caller_number", "dialled_number", "line")
+_ADDED_COLUMNS = (
+    "purged_at",
+    "caller_number",
+    "dialled_number",
+    "line",
+    "csat_score",
+    "csat_via",
+    "csat_at",
+)
 
 turns = sa.Table(
     "turns",

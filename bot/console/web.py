@@ -95,6 +95,8 @@ def _area_dependencies(area: str) -> tuple[Any, Any]:
 QueueUser, PostedByQueueUser = _area_dependencies("queue")
 # The same for the trainer pages.
 Trainer, PostedByTrainer = _area_dependencies("training")
+# The same for the supervisors' pages (figures and reports).
+Supervisor, PostedBySupervisor = _area_dependencies("dashboard")
 
 
 def redirect(path: str, notice: str | None = None) -> RedirectResponse:
