@@ -2,9 +2,10 @@
 
 Caller text is either recognised speech (lowercase words, numbers as words) or
 typed chat (digits and punctuation). ``Redactor.redact`` swaps card numbers,
-e-mail addresses, phone numbers, street addresses and UK postcodes for
-"[card]", "[email]", "[phone]", "[address]" and "[postcode]", so a stored example
-such as "my card [card] was declined" still trains its intent.
+e-mail addresses, phone numbers, dates of birth, street addresses, UK postcodes
+and callers' names for "[card]", "[email]", "[phone]", "[date_of_birth]",
+"[address]", "[postcode]" and "[name]", so a stored example such as "my card
+[card] was declined" still trains its intent.
 
 Decisions:
 
@@ -21,7 +22,28 @@ Decisions:
   A postcode straight after an address, or after a town name, joins the address.
 * A postcode is a complete UK postcode, typed ("sw1a 1aa") or spelled out
   ("n one two a b"). A spoken "o" may be the letter or zero, so both are tried.
-* Where finds overlap, the earlier kind in ``KIND_PRIORITY`` wins.
+* A name is taken only where an introduction says one is given ("my name is",
+  "name's", "i'm called", "this is ... speaking", "it's ... calling", "... here" at
+  the start of a turn, "in the name of") or where letters are spelled out. It is an
+  optional title and one to three name words: words (letters, inner apostrophes and
+  hyphens) that are not among the words callers ordinarily say, namely stop words
+  and everyday words listed by hand plus every word of the project's training
+  examples (:mod:`bot.privacy_words`), unless they are common names as well ("bill", "mark");
+  in typed text a capitalised word counts too. So "my name is on the account", "this
+  is about my order", "it's calling me" and "this is ridiculous" stay as said, and so
+  does "this is sarah" without "speaking", "calling" or "here" after it. Spelled
+  letters are a name after "spelled"/"spelt" or a name cue (two or more), after
+  "that's"/"it's" (three or more), or alone (four or more, with no number beside
+  them: postcodes, references and spelled e-mails keep their letters). Details in
+  :mod:`bot.privacy_names`.
+* A date of birth is taken only after a cue ("date of birth", "born", "birthday",
+  "dob", "d o b"): a spoken, dictated or typed date right after it (a few joining
+  words such as "is", "on", "um" allowed), or else the first date with a year within
+  eight words. The same date without a cue ("my parcel was due on the third of
+  march") trains the delivery intents and stays. Details in
+  :mod:`bot.privacy_birth_dates`.
+* Where finds overlap, the earlier kind in ``KIND_PRIORITY`` wins; names come last,
+  being the least certain.
 """
 
 from __future__ import annotations
@@ -40,13 +62,18 @@ from bot.nlu.number_words import (
     words_to_digits,
 )
 from bot.nlu.spoken import PLUS_DIGITS_RE, PLUS_WORDS, STOP_WORDS, SpokenEntityNormaliser
+from bot.privacy_birth_dates import find_birth_dates
+from bot.privacy_names import find_names
+from bot.privacy_words import Word, words_of
 
 CARD = "card"
 EMAIL = "email"
 PHONE = "phone"
+DATE_OF_BIRTH = "date_of_birth"
 ADDRESS = "address"
 POSTCODE = "postcode"
-KIND_PRIORITY: tuple[str, ...] = (EMAIL, CARD, PHONE, ADDRESS, POSTCODE)
+NAME = "name"
+KIND_PRIORITY: tuple[str, ...] = (EMAIL, CARD, PHONE, DATE_OF_BIRTH, ADDRESS, POSTCODE, NAME)
 # Normaliser entity names that are personal data; "order_id" is deliberately absent.
 NORMALISER_KINDS: dict[str, str] = {"email": EMAIL, "phone_number": PHONE}
 
@@ -127,11 +154,16 @@ class Redactor:
             for entity in self._normaliser.extract(text)
             if entity.entity in NORMALISER_KINDS
         ]
-        tokens = [token for token in self._nlp.make_doc(text) if not token.is_space]
+        doc = self._nlp.make_doc(text)
+        tokens = [token for token in doc if not token.is_space]
         words = [token.lower_ for token in tokens]
         for kind, start, end in find_token_spans(words):
             last = tokens[end - 1]
             found.append(RedactedSpan(kind, tokens[start].idx, last.idx + len(last.text)))
+        joined = words_of(doc)
+        for kind, finder in ((DATE_OF_BIRTH, find_birth_dates), (NAME, find_names)):
+            for start, end in finder(joined):
+                found.append(RedactedSpan(kind, joined[start].start, joined[end - 1].end))
         spans = _resolve_overlaps(found)
         parts: list[str] = []
         cursor = 0
@@ -141,6 +173,10 @@ class Redactor:
             cursor = span.end
         parts.append(text[cursor:])
         return RedactedText("".join(parts), spans)
+
+    def words(self, text: str) -> list[Word]:
+        """The text's words as the name and date-of-birth rules see them."""
+        return words_of(self._nlp.make_doc(text))
 
 
 def _resolve_overlaps(found: Sequence[RedactedSpan]) -> tuple[RedactedSpan, ...]:
