@@ -8,12 +8,15 @@ the next line starts a new call with a new id; end of input hangs up.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from typing import TextIO
 
 from bot.call import Call, CallEngine, TurnResult, clean_utterance
+from bot.events import EndReason, SurveyAnswered
 from bot.hold import HoldLine, abandon_quietly
+from bot.session.survey import PostCallSurvey
 
 # Hold steps taken at most per caller line (agent messages, then a status change).
 _MAX_HOLD_STEPS = 8
@@ -33,12 +36,19 @@ class TextCall:
         self.engine = engine
         self.call: Call = engine.new_call()
         self._hold: HoldLine | None = None
+        # After a resolved call: the caller types a rating (bot/session/survey.py).
+        self._survey: PostCallSurvey | None = None
 
     @property
     def on_hold(self) -> bool:
         return self._hold is not None
 
     async def say(self, line: str) -> TurnResult:
+        if self._survey is not None:
+            return self._answer_survey(line)
+        return self._then_survey(await self._take_line(line))
+
+    async def _take_line(self, line: str) -> TurnResult:
         if self._hold is None:
             queued_before = self.call.queue_item_id
             result = await self.engine.turn(self.call, line)
@@ -73,13 +83,50 @@ class TextCall:
         if self._hold is not None:
             self._hold = None
             await abandon_quietly(self.engine, self.call)
-        self.engine.end_call(self.call, reason)
+        self.engine.end_call(self.call, self.end_reason(reason))
+
+    def end_reason(self, leaving: str) -> str:
+        """Why the call ends when the caller leaves now: during the survey, the
+        resolution it follows."""
+        return self._survey.end_reason.value if self._survey is not None else leaving
+
+    def _then_survey(self, result: TurnResult) -> TurnResult:
+        """A call the bot or an agent resolved: the survey's question instead of
+        the hang-up (when the survey is on)."""
+        if not result.hang_up:
+            return result
+        reason = EndReason(result.end_reason or EndReason.BOT_HANG_UP)
+        settings = self.engine.settings.survey
+        if not PostCallSurvey.follows(settings, reason, self.engine, self.call):
+            return result
+        self._survey = PostCallSurvey(self.call, settings, reason, now_ms=self.call.t_ms())
+        question = tuple(self._survey.question)
+        return dataclasses.replace(
+            result, bot=(*result.bot, *question), hang_up=False, end_reason=None
+        )
+
+    def _answer_survey(self, line: str) -> TurnResult:
+        assert self._survey is not None
+        text = clean_utterance(line, self.engine.settings.dialogue.max_utterance_chars)
+        step = self._survey.heard(text, "text")
+        return TurnResult(
+            call_id=self.call.call_id,
+            user=text,
+            intent=SurveyAnswered.name,
+            confidence=1.0,
+            entities={} if step.score is None else {"csat_score": step.score},
+            bot=step.say,
+            escalated=self.call.escalation_reason is not None,
+            escalation_reason=self.call.escalation_reason,
+            hang_up=step.done,
+            end_reason=self._survey.end_reason.value if step.done else None,
+        )
 
     async def poll(self) -> TurnResult | None:
         """What the agent said or did since the caller's last line, if anything."""
         if self._hold is None:
             return None
-        result = await self._hold_turn("")
+        result = self._then_survey(await self._hold_turn(""))
         return result if result.bot or result.hang_up or self._hold is None else None
 
     async def _hold_turn(self, text: str) -> TurnResult:
@@ -134,7 +181,7 @@ async def chat_json(engine: CallEngine, stdin: TextIO, stdout: TextIO) -> int:
     if text_call is not None:
         # End of input ends the script, not the caller's wait: a call queued
         # for a person stays queued (scripts queue calls for agents this way).
-        engine.end_call(text_call.call, "caller_hang_up")
+        engine.end_call(text_call.call, text_call.end_reason("caller_hang_up"))
     return turns
 
 

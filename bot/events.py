@@ -214,6 +214,27 @@ class Transferred(CallEvent):
     connected: bool = False
 
 
+# How a survey answer was given.
+SURVEY_VIA = ("voice", "keypad", "text")
+
+
+@dataclass(frozen=True)
+class SurveyAnswered(CallEvent):
+    """The caller's rating of a resolved call in the post-call survey: 1
+    (poor) to 5 (excellent), said, keyed or typed (``via``)."""
+
+    name: ClassVar[str] = "survey_answer"
+    score: int = 0
+    via: str = "voice"
+    turn_id: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.score, bool) or self.score not in range(1, 6):
+            raise ValueError(f"survey score must be 1 to 5, got {self.score!r}")
+        if self.via not in SURVEY_VIA:
+            raise ValueError(f"survey answer via must be one of {SURVEY_VIA}, got {self.via!r}")
+
+
 EventListener = Callable[[CallEvent], None]
 
 

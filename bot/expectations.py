@@ -43,6 +43,9 @@ _DIGIT_WORDS = [
 _YES = ["yes", "yeah", "yep", "yes please", "that's right", "correct", "sure", "go ahead"]
 _NO = ["no", "nope", "no thanks", "no thank you", "not really"]
 _CLEAR_ANSWERS = {*_YES, *_NO}
+# The post-call survey's rating, from one to five (bot/session/survey.py).
+_RATINGS = ["one", "two", "three", "four", "five"]
+_RATING_WORDS = ["out of five", "it was a", "i'd give it a", "i'd say", "stars", "no thanks"]
 
 ORDER_ID_DIGITS = 5
 # A phone number is complete without waiting for silence only when it cannot
@@ -58,6 +61,7 @@ class Expectation(enum.Enum):
     ORDER_ID = "order_id"
     PHONE_NUMBER = "phone_number"
     YES_NO = "yes_no"
+    RATING = "rating"
 
     def grammar(self) -> list[str] | None:
         """Phrases for a Vosk grammar, or None for free speech."""
@@ -67,6 +71,8 @@ class Expectation(enum.Enum):
             return [*_DIGIT_WORDS, *_WAY_OUT]
         if self is Expectation.YES_NO:
             return [*_YES, *_NO, *_WAY_OUT]
+        if self is Expectation.RATING:
+            return [*_RATINGS, *_RATING_WORDS, "no", *_WAY_OUT]
         return None
 
     def completed_by(self, partial: str) -> bool:
@@ -76,6 +82,9 @@ class Expectation(enum.Enum):
             return False
         if self is Expectation.YES_NO:
             return partial.strip() in _CLEAR_ANSWERS
+        if self is Expectation.RATING:
+            # "four out of five": nothing can follow. A bare "four" may go on.
+            return len(words) >= 4 and words[-3:] == ["out", "of", "five"] and words[-4] in _RATINGS
         if self is Expectation.ORDER_ID or self is Expectation.PHONE_NUMBER:
             international = words[0] == "plus"
             digits = words_to_digits(words[1:] if international else words)

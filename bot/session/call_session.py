@@ -5,8 +5,9 @@ not, and how loud), the turn detector (where turns start and end) and, while
 the caller has the turn, the recogniser. A turn's final words go to the
 responder (dialogue and escalation rules), its reply to the bot's voice,
 which speaks sentence by sentence in its own task so the caller can barge
-in. A caller on hold is the hold controller's. Every step is an event with
-the call id and turn id (``bot/events.py``).
+in. A caller on hold is the hold controller's. A resolved call's caller may
+be asked for a rating before the bot hangs up (``survey.py``). Every step is
+an event with the call id and turn id (``bot/events.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from bot.session.prompts import Prompt, SilenceWatch
 from bot.session.recognition import RecognitionStage
 from bot.session.responder import Responder
 from bot.session.speaking import BotVoice
+from bot.session.survey import PostCallSurvey, SurveyStep, warm_up
 from bot.session.turns import Pause, Step, TurnDetector, TurnEnded, TurnStarted, judge_words
 from bot.session.waiting import HoldController, caller_number
 from bot.session.working import busy
@@ -137,6 +139,8 @@ class CallSession:
         # A callback's first seconds: a person or an answering machine?
         self._answering: AnsweringDetector | None = None
         self._told_who_answered = False
+        # After a resolved call: the caller's rating (bot/session/survey.py).
+        self._survey: PostCallSurvey | None = None
 
     # -- running ---------------------------------------------------------------
 
@@ -164,8 +168,11 @@ class CallSession:
                 await self._on_frame(frame)
                 if self._keypad is not None:
                     self._on_keys()
-                if self._end_reason is None and self.channel.far_end_gone and self._idle():
-                    self._end_reason = EndReason.CALLER_HANG_UP
+                if self._end_reason is None and self.channel.far_end_gone:
+                    if self._survey is not None:  # never kept for the survey
+                        self._end_reason = self._survey.end_reason
+                    elif self._idle():
+                        self._end_reason = EndReason.CALLER_HANG_UP
                 if self._end_reason is not None:
                     reason = self._end_reason
                     break
@@ -274,13 +281,19 @@ class CallSession:
             now = self.channel.now_ms()
             self.call.emit(KeypadDigit(self.call.call_id, now, digit=key))
             self._watch.caller_spoke(now)
+            if self._survey is not None:
+                step = self._survey.keyed(key)
+                if step is not None:
+                    self._voice.interrupt()
+                    self._answer_survey(step)
+                continue
             if self._hold is not None:
                 continue  # the dialogue has handed over
             self._voice.interrupt()  # a caller keying in is not listening
             entry = self._keypad.press(key, self._expectation)
             if entry is not None:
                 self._keyed.append(entry)
-        if self._keyed and self._hold is None:
+        if self._keyed and self._hold is None and self._survey is None:
             ended = self.turns.keyed_turn()
             if ended is not None:
                 self.call.turn_id = ended.turn_id
@@ -391,6 +404,10 @@ class CallSession:
                 await self.recognition.reset()
                 await self._listen_between_turns()
         self._watch.active(self.channel.now_ms())
+        if self._survey is not None:
+            sure = heard.confidence >= self.settings.low_confidence
+            self._answer_survey(self._survey.heard(heard.text, "voice", sure))
+            return
         if not heard.text:
             return  # noise, a cough, or words outside a closed grammar
         if self._hold is not None:
@@ -417,6 +434,8 @@ class CallSession:
                 answer = await responder.answer(heard, ended.turn_id, timings, ended.level_dbfs)
             self._expectation = answer.expectation
             await self._listen_between_turns()
+            if answer.then_end is EndReason.BOT_HANG_UP:
+                warm_up(self.speaker, self.engine.settings.survey, self._keypad is not None)
             texts = list(answer.texts)
             hint = self._keypad.hint_for(answer.expectation) if self._keypad else None
             if hint is not None and texts:
@@ -452,6 +471,11 @@ class CallSession:
         assert self.call is not None
         if then_end is None:
             return
+        if self._survey is not None:
+            self._end_reason = then_end  # the survey's last words, heard or cut short
+            return
+        if not interrupted and await self._start_survey(then_end):
+            return
         if then_end is EndReason.TRANSFERRED and self.callback is None and self._transfers():
             # A phone line whose PBX takes escalated calls: transfer there.
             self._holding = asyncio.create_task(self._transfer_or_hold())
@@ -463,6 +487,27 @@ class CallSession:
             # A transfer or goodbye cut short still happens; only the bot's own
             # hang-up waits, since the caller came in with more to say.
             self._end_reason = then_end
+
+    async def _start_survey(self, reason: EndReason) -> bool:
+        """A resolved call: the caller is asked to rate it before the bot hangs
+        up (False when the survey is off, or the call was not resolved)."""
+        assert self.call is not None
+        settings = self.engine.settings.survey
+        if self._survey is not None or self.channel.far_end_gone:
+            return False
+        if not PostCallSurvey.follows(settings, reason, self.engine, self.call):
+            return False
+        now = self.channel.now_ms()
+        self._survey = PostCallSurvey(self.call, settings, reason, self._keypad is not None, now)
+        self._expectation = Expectation.RATING
+        await self._listen_between_turns()
+        self._say_later(self._survey.question)
+        return True
+
+    def _answer_survey(self, step: SurveyStep) -> None:
+        assert self._survey is not None
+        if step.say:
+            self._say_later(list(step.say), self._survey.end_reason if step.done else None)
 
     def _transfers(self) -> bool:
         target: object = getattr(self.channel, "transfer_target", None)
@@ -495,16 +540,17 @@ class CallSession:
             self.hold_pcm,
             self._voice_bridge(),
         )
+        warm_up(self.speaker, self.engine.settings.survey, self._keypad is not None)
         try:
             with busy(self.channel):
                 number = await caller_number(self.engine, self.call)
             reason = await self._hold.wait(number)
         finally:
             self._hold = None
-        if reason is not None:
-            self._end_reason = reason
-        else:
+        if reason is None:
             self._watch.active(self.channel.now_ms())
+        elif not await self._start_survey(reason):
+            self._end_reason = reason
 
     def _voice_bridge(self) -> VoiceBridge | None:
         """Agents' voices for the wait (None without a queue, or where WebRTC
@@ -541,6 +587,10 @@ class CallSession:
             return
         now = self.channel.now_ms()
         quiet = self._idle() and not _running(self._judging)
+        if self._survey is not None:
+            if self._survey.silent_too_long(now, quiet):
+                self._end_reason = self._survey.end_reason  # no answer: no score, no more words
+            return
         prompt = self._watch.tick(now, quiet)
         if prompt is None:
             return
