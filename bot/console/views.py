@@ -1,4 +1,4 @@
-"""What the console's pages show, built from queue records and call-store rows.
+"""What the console's pages show, built from queue records, call-store rows and reports.
 
 Pure functions: they turn records into plain dicts and strings for the
 templates and the JSON snapshot, and format times and numbers for people.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from bot.events import AGENT_SPEECH_INTENT
 from bot.queue import Agent, QueueItem, QueueMetrics
+from bot.reporting import Period, Report
 
 DISPOSITIONS: tuple[tuple[str, str], ...] = (
     ("resolved", "Resolved"),
@@ -223,3 +225,90 @@ def metric_cards(metrics: QueueMetrics) -> list[tuple[str, str, str]]:
             percent_text(metrics.service_level),
         ),
     ]
+
+
+def period_label(period: Period) -> str:
+    """``29 Mar 2025 – 31 Mar 2025 (3 days)``, the last day being the one before ``to``."""
+    last = period.end_day - timedelta(days=1)
+    days = len(period.days)
+    if days == 1:
+        return f"{day_text(period.first_day)} (1 day)"
+    return f"{day_text(period.first_day)} – {day_text(last)} ({days} days)"
+
+
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def day_text(day: date) -> str:
+    """``29 Mar 2025``, the same in every locale."""
+    return f"{day.day} {MONTH_NAMES[day.month - 1]} {day.year}"
+
+
+def score_text(average: float | None) -> str:
+    return "—" if average is None else f"{average:.1f}"
+
+
+def report_cards(report: Report) -> list[tuple[str, str, str]]:
+    """(key, label, value) for each figure of a period's report."""
+    level_seconds = f"{report.service_level_seconds:g}"
+    return [
+        ("calls", "Calls", str(report.calls)),
+        ("resolved_by_bot", "Resolved by the bot", str(report.resolved_by_bot)),
+        ("containment_rate", "Containment", percent_text(report.containment_rate)),
+        ("escalated", "Went to people", str(report.escalated)),
+        ("abandoned", "Hung up waiting", str(report.abandoned)),
+        (
+            "service_level",
+            f"Answered within {level_seconds}\u00a0s",
+            percent_text(report.service_level),
+        ),
+        ("average_handle", "Agents' handle time", duration_text(report.average_handle_seconds)),
+        ("bot_average_handle", "Bot's call time", duration_text(report.bot_average_handle_seconds)),
+        (
+            "csat_average",
+            f"Satisfaction, {report.csat_responses} answers",
+            score_text(report.csat_average),
+        ),
+    ]
+
+
+def reason_rows(report: Report) -> list[dict[str, Any]]:
+    """The top reasons for escalation, most frequent first."""
+    return [
+        {
+            "reason": reason.reason,
+            "label": reason_label(reason.reason),
+            "calls": reason.calls,
+            "share": percent_text(reason.share),
+        }
+        for reason in report.top_escalation_reasons
+    ]
+
+
+def agent_rows(report: Report) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": agent.name,
+            "handled": agent.handled,
+            "average_handle": duration_text(agent.average_handle_seconds),
+            "csat": score_text(agent.csat_average),
+            "csat_responses": agent.csat_responses,
+        }
+        for agent in report.agents
+    ]
+
+
+def survey_rows(report: Report) -> list[dict[str, Any]]:
+    """The latest survey answers, with their time in the report's zone."""
+    rows = []
+    for answer in report.latest_survey_answers:
+        when = report.period.local(answer.answered_at) if answer.answered_at else None
+        rows.append(
+            {
+                "call_id": answer.call_id,
+                "score": answer.score,
+                "via": answer.via or "—",
+                "when": f"{day_text(when.date())} {when:%H:%M}" if when else "—",
+            }
+        )
+    return rows
