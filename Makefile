@@ -52,6 +52,7 @@ bench: model
 	$(BIN)/python benchmarks/training_bench.py
 	$(BIN)/python benchmarks/telephony_bench.py
 	$(BIN)/python benchmarks/agent_voice_bench.py
+	$(BIN)/python benchmarks/console_load_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from bot import __version__
+from bot.connectivity import UnreachableError, check_stores
 from bot.logs import json_stdout, setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 from bot.speech.models import DEFAULT_BASE_URL as DEFAULT_MODEL_URL
@@ -22,6 +23,16 @@ from bot.training.cli import TrainCliError, add_train_parser, run_train_command
 
 class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
+
+
+# A database or Redis that cannot be reached (sysexits' EX_UNAVAILABLE: a
+# supervisor may start the command again, unlike after a usage error's 2).
+EXIT_UNAVAILABLE = 69
+# Commands that open no database; every other one opens the call store's
+# (store.url), checked at start.
+_NO_DATABASE_COMMANDS = frozenset({"models", "devices"})
+# Commands that run calls: Rasa's tracker and lock stores are checked too.
+_CALL_COMMANDS = frozenset({"chat", "call", "run", "serve"})
 
 
 def _run_interruptible(work: Callable[[], Coroutine[Any, Any, None]]) -> int:
@@ -124,6 +135,10 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
         listeners.append(_print_progress)
     settings = _with_overrides(settings, args)
     engine = CallEngine(settings)
+    # A file call is over in moments: only --metrics-listen gives it a listener.
+    operations = _start_operations(settings, args, engine, use_settings=not on_file)
+    if operations is not None:
+        listeners.append(operations.record)
 
     async def run() -> None:
         stack = None
@@ -136,6 +151,8 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
             engine.start()
             await engine.warm_up()
             stack = SpeechStack.load(settings, args.asr_model)
+            if operations is not None:
+                operations.mark_answering()
             if on_file:
                 out_path = Path(args.output) if args.output else None
                 await call_from_file(
@@ -159,6 +176,9 @@ def _run_voice(settings: Settings, args: argparse.Namespace, on_file: bool) -> i
         return _run_interruptible(run)
     except errors as exc:
         raise CliError(str(exc)) from exc
+    finally:
+        if operations is not None:
+            operations.close()
 
 
 def telephony_settings(settings: Settings, args: argparse.Namespace) -> Any:
@@ -229,6 +249,16 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         printer = print_event
     settings = _with_overrides(settings, args)
     engine = CallEngine(settings)
+    operations = _start_operations(settings, args, engine)
+    if operations is not None:
+        json_printer, record = printer, operations.record
+
+        def count_and_print(line: int, event: CallEvent) -> None:
+            record(event)
+            if json_printer is not None:
+                json_printer(line, event)
+
+        printer = count_and_print
 
     async def run() -> None:
         stack = None
@@ -237,6 +267,8 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             await engine.warm_up()
             stack = SpeechStack.load(settings, args.asr_model)
             service = PhoneService(engine, stack, tel, printer)
+            if operations is not None:
+                operations.mark_answering()
             print(
                 f"voicebot: answering SIP calls on {tel.host}:{tel.port}, {tel.lines} line(s)",
                 file=sys.stderr,
@@ -252,11 +284,21 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return _run_interruptible(run)
     except _voice_errors() + (TelephonyError,) as exc:
         raise CliError(str(exc)) from exc
+    finally:
+        if operations is not None:
+            operations.close()
 
 
 def _print_progress(event: object) -> None:
     """What a person at the sound card sees of the call."""
-    from bot.events import BotTurn, CallEnded, CallStarted, Escalated, TranscriptFinal
+    from bot.events import (
+        BotTurn,
+        CallEnded,
+        CallStarted,
+        Escalated,
+        SurveyAnswered,
+        TranscriptFinal,
+    )
 
     if isinstance(event, CallStarted):
         print(f"Call {event.call_id} answered. Speak; Ctrl-C hangs up.", file=sys.stderr)
@@ -266,6 +308,8 @@ def _print_progress(event: object) -> None:
         print(f"Bot:    {' '.join(event.bot)}  [{event.intent}]", file=sys.stderr)
     elif isinstance(event, Escalated):
         print(f"[escalated: {event.reason}]", file=sys.stderr)
+    elif isinstance(event, SurveyAnswered):
+        print(f"[rated {event.score} out of 5 ({event.via})]", file=sys.stderr)
     elif isinstance(event, CallEnded):
         print(f"[call ended: {event.reason}; recording {event.recording_path}]", file=sys.stderr)
 
@@ -328,7 +372,10 @@ def _cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
     import getpass
 
     from bot.queue import AgentQueue, QueueError
+    from bot.queue.accounts import AgentAccounts
 
+    if args.agents_command != "add":
+        return _cmd_agent_accounts(settings, args)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -341,6 +388,9 @@ def _cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
     queue = AgentQueue(settings.store_url)
     try:
         agent = queue.add_agent(args.name, password, args.role, skills)
+        accounts = AgentAccounts(queue.engine)
+        accounts.create_tables()
+        accounts.record("added", agent.name, agent.id, actor=_cli_actor(), detail=agent.role)
     except QueueError as exc:
         raise CliError(str(exc)) from exc
     finally:
@@ -349,14 +399,61 @@ def _cmd_agents(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_console(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.console import ConsoleSettings, run_console
+def _cli_actor() -> str:
+    """Who made an account change from the command line, for the audit log."""
+    import getpass
 
-    run_console(
-        ConsoleSettings(
-            database_url=settings.store_url, host=args.host, port=args.port, project=settings
-        )
-    )
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return f"cli:uid {os.getuid()}"
+
+
+def _cmd_agent_accounts(settings: Settings, args: argparse.Namespace) -> int:
+    """``agents list|role|disable|enable|unlock|audit``: changes count at once in
+    every console (open sessions and live streams included) and are audited."""
+    from datetime import timedelta
+
+    from bot.queue import AgentQueue, QueueError
+    from bot.queue.accounts import AgentAccounts
+
+    command, actor = args.agents_command, _cli_actor()
+    queue = AgentQueue(settings.store_url)
+    try:
+        accounts = AgentAccounts(queue.engine)
+        accounts.create_tables()
+        if command == "list":
+            for agent, disabled in accounts.accounts():
+                mark = "  (disabled)" if disabled else ""
+                print(f"{agent.name}  {agent.role}  skills {','.join(agent.skills)}{mark}")
+        elif command == "role":
+            agent, before = accounts.set_role(args.name, args.role, actor)
+            same = before == agent.role
+            print(f"{agent.name} is {agent.role}{' already' if same else f' (was {before})'}")
+        elif command in ("disable", "enable"):
+            agent, changed = accounts.set_disabled(args.name, command == "disable", actor)
+            print(f"{agent.name} is {command}d{'' if changed else ' already'}")
+        elif command == "unlock":
+            lockout = timedelta(minutes=settings.console.login_lockout_minutes)
+            was_locked = accounts.unlock(args.name, actor, lockout)
+            print(f"{args.name} may log in again" if was_locked else f"{args.name} was not locked")
+        elif command == "audit":
+            for entry in reversed(accounts.audit(args.name, args.limit)):
+                row = {**dataclasses.asdict(entry), "at": entry.at.isoformat()}
+                line = " ".join(str(v) for k, v in row.items() if v not in (None, "") and k != "id")
+                print(json.dumps(row, ensure_ascii=False) if args.json else line)
+    except QueueError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        queue.close()
+    return 0
+
+
+def _cmd_console(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.console import run_console
+    from bot.console.server import console_settings
+
+    run_console(console_settings(settings, args.host, args.port))
     return 0
 
 
@@ -411,6 +508,24 @@ def _cmd_privacy(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.reporting import ReportError, make_period, open_reports, report_text
+
+    try:
+        period = make_period(args.from_day, args.to_day, args.timezone)
+        reports = open_reports(settings.store_url)
+        try:
+            from bot.console import ConsoleSettings  # its service level, after quick checks
+
+            report = reports.report(period, ConsoleSettings.service_level_seconds)
+        finally:
+            reports.close()
+    except ReportError as exc:
+        raise CliError(str(exc)) from exc
+    print(report.to_json() if args.json else report_text(report))
+    return 0
+
+
 def _cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     try:
         return run_train_command(settings, args)
@@ -423,6 +538,34 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asr-model", help="a Vosk model folder (default: models/)")
     parser.add_argument("--model", help="dialogue model archive (default: the current one)")
     parser.add_argument("--actions-url", help="use this action server instead of starting one")
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz and /readyz here (default: operations.listen)",
+    )
+
+
+def _start_operations(
+    settings: Settings, args: argparse.Namespace, engine: Any, use_settings: bool = True
+) -> Any:
+    """The process's metrics and health listener (bot.ops.BotOperations), or
+    None when neither --metrics-listen nor operations.listen asks for one."""
+    from bot.ops import BotOperations, OperationsError, parse_listen
+
+    listen = getattr(args, "metrics_listen", None) or (
+        settings.operations.listen if use_settings else ""
+    )
+    name = "--metrics-listen / operations.listen"
+    try:
+        address = parse_listen(listen, name)
+        if address is None:
+            return None
+        operations = BotOperations(engine)
+        operations.listen(*address)
+    except OperationsError as exc:
+        message = str(exc)
+        raise CliError(message if message.startswith(name) else f"{name}: {message}") from exc
+    return operations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,6 +630,20 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=["agent", "supervisor", "trainer", "admin"], required=True)
     add.add_argument("--skills", default="general,orders,billing", help="comma-separated")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    agents_sub.add_parser("list", help="accounts, their roles and skills; disabled ones marked")
+    role = agents_sub.add_parser("role", help="give an account another role, at once")
+    role.add_argument("name")
+    role.add_argument("role", choices=["agent", "supervisor", "trainer", "admin"])
+    for verb, text in (
+        ("disable", "stop an account signing in; its open sessions end at once"),
+        ("enable", "let a disabled account sign in again"),
+        ("unlock", "lift a name's lockout after too many failed logins"),
+    ):
+        agents_sub.add_parser(verb, help=text).add_argument("name")
+    audit = agents_sub.add_parser("audit", help="logins, lockouts and account changes")
+    audit.add_argument("--name", help="only this name's")
+    audit.add_argument("--limit", type=int, default=50, help="the newest this many (default 50)")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
     agents.set_defaults(handler=_cmd_agents)
 
     console = sub.add_parser("console", help="the agents' web console")
@@ -516,6 +673,15 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--json", action="store_true", help="print the report as JSON")
     privacy.set_defaults(handler=_cmd_privacy)
 
+    report = sub.add_parser("report", help="calls, containment, escalations, agents, satisfaction")
+    report.add_argument("--from", dest="from_day", metavar="DATE", help="first day (or today)")
+    report.add_argument(
+        "--to", dest="to_day", metavar="DATE", help="first day not counted (default: tomorrow)"
+    )
+    report.add_argument("--timezone", default="", help="IANA zone of the days (default: local)")
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.set_defaults(handler=_cmd_report)
+
     add_train_parser(sub, _cmd_train)
     return parser
 
@@ -530,11 +696,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")
     try:
         settings = load_settings()
-        setup_logging(settings.log_file, settings.logging.level, verbose=args.verbose)
+        setup_logging(
+            settings.log_file,
+            settings.logging.level,
+            verbose=args.verbose,
+            log_format=settings.logging.format,
+        )
+        if args.command not in _NO_DATABASE_COMMANDS:
+            check_stores(settings, dialogue=args.command in _CALL_COMMANDS)
         return int(args.handler(settings, args))
     except (CliError, SettingsError) as exc:
         print(f"voicebot: error: {exc}", file=sys.stderr)
         return 2
+    except UnreachableError as exc:
+        print(f"voicebot: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ id. Custom actions run in the supervised action server. A failed custom action
 and turned into an ``action_failure`` escalation, so the caller is never left
 in silence.
 
+With a SQL tracker store and a Redis lock store (several bot processes), a
+database or Redis that goes away is waited out: each store call is retried
+with backoff (``bot/dialogue_stores.py``) and the turn answers once the store
+is back. When it stays away past ``store_backoff.give_up_seconds`` the turn
+goes the way of a failed custom action: the caller hears the apology and is
+put through to a person (``action_failure``), never left without an answer.
+
 The agent's work runs on a thread of its own with its own event loop
 (``dialogue_loop``): policy and NLU inference hold the CPU for tens of
 milliseconds a turn, and on the calls' loop that would stall every other
@@ -24,7 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.dialogue_stores import (
+    STORE_BACKOFF,
+    TurnLock,
+    collecting_outages,
+    sql_tracker_store,
+    store_outage,
+    without_waiting,
+)
 from bot.responses import Response
+from bot.retry import Backoff, ServiceUnavailable
 
 _T = TypeVar("_T")
 
@@ -41,7 +57,6 @@ _ACTION_FAILED_PREFIX = "Encountered an exception while running action"
 _current_failures: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "current_failures", default=None
 )
-
 
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +145,7 @@ class Dialogue:
         actions_url: str,
         tracker_store_url: str = "",
         lock_store_url: str = "",
+        store_backoff: Backoff = STORE_BACKOFF,
     ) -> None:
         # Rasa and TensorFlow take seconds to import: only when a call needs them.
         from rasa.core.agent import Agent
@@ -143,11 +159,13 @@ class Dialogue:
             raise DialogueError(
                 f"dialogue model {model_path} is missing. Run `voicebot models train`."
             )
+        self._tracker_outage = store_outage("tracker store", tracker_store_url, store_backoff)
+        lock_outage = store_outage("lock store", lock_store_url, store_backoff)
         try:
             self._agent = Agent.load(
                 str(model_path),
                 action_endpoint=EndpointConfig(url=actions_url),
-                tracker_store=sql_tracker_store(tracker_store_url),
+                tracker_store=sql_tracker_store(tracker_store_url, self._tracker_outage),
                 lock_store=redis_lock_store(lock_store_url),
             )
         except Exception as exc:  # Rasa raises many types for a bad archive
@@ -160,11 +178,22 @@ class Dialogue:
                 f"dialogue model {model_path} did not load. Run `voicebot models train`."
             )
         self.model_path = model_path
+        self._turn_lock = TurnLock(self._agent.lock_store, lock_outage)
         # One catcher serves every loaded model (a newly deployed one loads
         # beside the old): two would report each failure twice.
         processor_log = logging.getLogger("rasa.core.processor")
         if not any(isinstance(h, _ActionFailureCatcher) for h in processor_log.handlers):
             processor_log.addHandler(_ActionFailureCatcher())
+
+    @property
+    def store_backoff(self) -> Backoff:
+        """How the tracker and lock stores are waited for when they go away."""
+        return self._tracker_outage.backoff
+
+    @store_backoff.setter
+    def store_backoff(self, backoff: Backoff) -> None:
+        self._tracker_outage.backoff = backoff
+        self._turn_lock.outage.backoff = backoff
 
     def close(self) -> None:
         """Releases the tracker store's and lock store's connections (the log
@@ -195,9 +224,17 @@ class Dialogue:
         return await on_dialogue_loop(self._respond(call_id, text))
 
     async def _respond(self, call_id: str, text: str) -> DialogueReply:
+        with collecting_outages() as outages:
+            return await self._respond_once(call_id, text, outages)
+
+    async def _respond_once(
+        self, call_id: str, text: str, outages: list[ServiceUnavailable]
+    ) -> DialogueReply:
         from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
         before = await self._tracker(call_id)
+        if outages:  # the call's state could not be read: nothing runs on a blank one
+            return await self._store_failure(call_id, text, before, (), outages[0])
         events_before = len(before.events)
         reason_before = before.get_slot(ESCALATION_SLOT)
 
@@ -205,11 +242,18 @@ class Dialogue:
         token = _current_failures.set(failures)
         channel = CollectingOutputChannel()
         try:
-            await self._agent.handle_message(
-                UserMessage(text, channel, sender_id=call_id, input_channel="voicebot")
-            )
+            async with self._turn_lock.held(call_id):
+                assert self._agent.processor is not None
+                await self._agent.processor.handle_message(
+                    UserMessage(text, channel, sender_id=call_id, input_channel="voicebot")
+                )
+        except ServiceUnavailable as exc:  # the lock store: the turn did not run
+            return await self._store_failure(call_id, text, before, (), exc)
         finally:
             _current_failures.reset(token)
+        if outages:  # the turn ran, but its state could not be saved
+            said = tuple(str(m["text"]) for m in channel.messages if m.get("text"))
+            return await self._store_failure(call_id, text, None, said, outages[0])
 
         tracker = await self._tracker(call_id)
         new_events = list(tracker.events)[events_before:]
@@ -254,6 +298,30 @@ class Dialogue:
             ticket_filed=tracker.get_slot("ticket_id") != before.get_slot("ticket_id"),
         )
 
+    async def _store_failure(
+        self,
+        call_id: str,
+        text: str,
+        tracker: Any,
+        said: tuple[str, ...],
+        outage: ServiceUnavailable,
+    ) -> DialogueReply:
+        """The turn when a store stayed away: what was said, the apology, and
+        ``action_failure`` (the engine puts the caller through to a person)."""
+        log.error("call %s: %s; the call goes to a person", call_id, outage)
+        with without_waiting():  # waited enough already
+            parsed = await self._agent.parse_message(text)
+            if tracker is not None:
+                await self._mark_escalated(tracker, "action_failure")
+        intent = parsed.get("intent") or {}
+        return DialogueReply(
+            intent=str(intent.get("name") or ""),
+            confidence=float(intent.get("confidence") or 0.0),
+            entities=entity_values(parsed.get("entities") or []),
+            bot=(*said, self.response_text(Response.ESCALATE_ACTION_FAILURE)),
+            escalation_reason="action_failure",
+        )
+
     async def parse(self, text: str) -> tuple[str, float]:
         """What the NLU makes of a text (intent, confidence), without touching
         any call's dialogue state."""
@@ -290,7 +358,8 @@ class Dialogue:
 
         processor, domain = self._agent.processor, self._agent.domain
         assert processor is not None and domain is not None
-        tracker = (await self._tracker(call_id)).copy()
+        with without_waiting():  # a guess is worth no wait
+            tracker = (await self._tracker(call_id)).copy()
         if not tracker.events:
             # The call's first words: Rasa starts the session before them.
             for event in (
@@ -361,24 +430,6 @@ class Dialogue:
             tracker.update(SlotSet("requested_slot", None))
         assert self._agent.tracker_store is not None
         await self._agent.tracker_store.save(tracker)
-
-
-def sql_tracker_store(url: str) -> Any:
-    """Rasa's SQL tracker store for a SQLAlchemy URL; None keeps Rasa's in-memory one."""
-    if not url:
-        return None
-    from rasa.core.tracker_store import SQLTrackerStore
-    from sqlalchemy.engine import make_url
-
-    parts = make_url(url)
-    return SQLTrackerStore(
-        dialect=parts.get_backend_name(),
-        host=parts.host,
-        port=parts.port,
-        db=parts.database or "rasa.db",
-        username=parts.username,
-        password=parts.password,
-    )
 
 
 def redis_lock_store(url: str) -> Any:

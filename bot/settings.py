@@ -7,6 +7,7 @@ environment variables ``VOICEBOT_<SECTION>_<KEY>``. Nothing is read at import.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,27 @@ class PrivacySettings:
 class LoggingSettings:
     file: Path = Path("var/log/voicebot.log")
     level: str = "INFO"
+    # "text" (one readable line per record) or "json" (one JSON object per line).
+    format: str = "text"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise SettingsError(f"logging.format: expected text or json, got {self.format!r}")
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    """The bot process's own HTTP listener: /metrics, /healthz, /readyz."""
+
+    # host:port (``[::1]:9100`` for IPv6); empty: no listener.
+    listen: str = ""
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.listen.strip().rpartition(":")
+        if self.listen.strip() and not (sep and host and port.isdigit() and int(port) < 65536):
+            raise SettingsError(
+                f"operations.listen: expected HOST:PORT such as 127.0.0.1:9100, got {self.listen!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -168,6 +190,84 @@ class CallbackSettings:
 
 
 @dataclass(frozen=True)
+class SurveySettings:
+    """The post-call survey: after a call the bot or an agent resolved, the
+    caller rates it from one to five (``bot/session/survey.py``)."""
+
+    enabled: bool = False
+    question: str = (
+        "Before you go, how would you rate this call, from one to five, where five is excellent?"
+    )
+    # Added to the question on phone lines.
+    keypad_hint: str = "You can also press a key from one to five."
+    reask: str = "Sorry, I didn't catch that. Please give a number from one to five."
+    thanks: str = "Thank you for your feedback. Goodbye."
+    # When no rating was understood after the one re-ask, or the caller declined.
+    goodbye: str = "That's all right. Thank you for calling. Goodbye."
+    # Silence after the question before the call ends without a score.
+    answer_seconds: float = 6.0
+
+    def __post_init__(self) -> None:
+        for name in ("question", "reask", "thanks", "goodbye"):
+            if self.enabled and not getattr(self, name).strip():
+                raise SettingsError(f"survey.{name}: the caller must hear something")
+        if self.answer_seconds <= 0:
+            raise SettingsError(
+                f"survey.answer_seconds: expected more than 0, got {self.answer_seconds}"
+            )
+
+
+# console.secure_cookies: auto (None), or a boolean.
+_SECURE_COOKIES: dict[str, bool | None] = {
+    "auto": None,
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The agents' web console (``voicebot console``)."""
+
+    # The Secure flag on the console's cookies: true (a TLS proxy fronts the
+    # console), false (plain HTTP, such as a test on a LAN), or auto: on
+    # unless the console listens on loopback only.
+    secure_cookies: str = "auto"
+    # Proxies whose X-Forwarded-For names the client (comma-separated
+    # addresses or networks); empty: the socket peer is the client.
+    trusted_proxies: str = ""
+    # This many failed logins for one name within login_lockout_minutes lock
+    # that name out for login_lockout_minutes (`voicebot agents unlock` lifts it).
+    login_failures_allowed: int = 5
+    login_lockout_minutes: float = 15.0
+
+    def __post_init__(self) -> None:
+        if str(self.secure_cookies).strip().lower() not in _SECURE_COOKIES:
+            raise SettingsError(
+                "console.secure_cookies (VOICEBOT_CONSOLE_SECURE_COOKIES): expected true, "
+                f"false or auto, got {self.secure_cookies!r}"
+            )
+        for part in (p.strip() for p in self.trusted_proxies.split(",")):
+            try:
+                if part:
+                    ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"console.trusted_proxies: {part!r} is not an IP address or network"
+                ) from None
+        if self.login_failures_allowed < 1 or self.login_lockout_minutes <= 0:
+            raise SettingsError(
+                "console.login_failures_allowed and console.login_lockout_minutes: "
+                "expected at least 1 failure and more than 0 minutes"
+            )
+
+    @property
+    def secure_cookie_choice(self) -> bool | None:
+        """True or False as set; None for auto."""
+        return _SECURE_COOKIES[str(self.secure_cookies).strip().lower()]
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     paths: PathSettings = field(default_factory=PathSettings)
@@ -181,9 +281,12 @@ class Settings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    operations: OperationsSettings = field(default_factory=OperationsSettings)
     telephony: TelephonyConfig = field(default_factory=TelephonyConfig)
     agent_voice: AgentVoiceSettings = field(default_factory=AgentVoiceSettings)
     callback: CallbackSettings = field(default_factory=CallbackSettings)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    survey: SurveySettings = field(default_factory=SurveySettings)
 
     @property
     def models_dir(self) -> Path:
@@ -223,9 +326,12 @@ _SECTIONS = {
     "training": TrainingSettings,
     "privacy": PrivacySettings,
     "logging": LoggingSettings,
+    "operations": OperationsSettings,
     "telephony": TelephonyConfig,
     "agent_voice": AgentVoiceSettings,
     "callback": CallbackSettings,
+    "console": ConsoleConfig,
+    "survey": SurveySettings,
 }
 
 

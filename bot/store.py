@@ -2,16 +2,16 @@
 
 SQLite (one file) by default; PostgreSQL when the URL says so, shared by many
 bot processes. Writes are queued to one writer thread so a call's event loop
-never waits on the database; a failed write is logged and retried once, and
-never ends a call.
+never waits on the database. A database that goes away never ends a call and
+loses nothing: the writer keeps the writes in order and waits for it
+(``bot/store_writer.py``: backoff, then a spill file under the var folder).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.connectivity import UnreachableError, database_address, short_reason
 from bot.events import (
     AGENT_SPEECH_INTENT,
     AgentSpeech,
@@ -29,8 +30,12 @@ from bot.events import (
     CallStarted,
     EndReason,
     Escalated,
+    SurveyAnswered,
     TranscriptFinal,
 )
+from bot.retry import is_transient
+from bot.sqlite_files import BUSY_TIMEOUT_SECONDS, set_wal_mode, tolerate_concurrent_creation
+from bot.store_writer import INSERT, REDACT, UPDATE_CALL, StoreWriter, Write
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +97,34 @@ turns = sa.Table(
 )
 
 
+# Seconds a PostgreSQL connection attempt may take (a host that does not
+# answer at all would otherwise hold a writer for minutes).
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def create_db_engine(url: str) -> Engine:
-    """An engine for the URL; SQLite files get their folder and WAL mode."""
+    """An engine for the URL; SQLite files get their folder, WAL mode, a busy
+    timeout and race-free table creation (``bot/sqlite_files.py``)."""
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, future=True, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, future=True, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
+            set_wal_mode(dbapi_connection)
 
+        tolerate_concurrent_creation(engine)
         return engine
-    return sa.create_engine(url, future=True, pool_pre_ping=True)
+    return sa.create_engine(url, future=True, pool_pre_ping=True, **postgres_connect_args(url))
+
+
+def postgres_connect_args(url: str) -> dict[str, Any]:
+    """A connect timeout for PostgreSQL URLs that set none."""
+    parts = sa.engine.make_url(url)
+    if parts.get_driver_name() != "psycopg2" or "connect_timeout" in parts.query:
+        return {}
+    return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS}}
 
 
 def add_missing_columns(engine: Engine) -> None:
@@ -142,10 +159,54 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class CallStore:
-    """Calls and turns; ``listener`` turns call events into rows."""
+def create_schema(engine: Engine, setting: str = "store.url") -> None:
+    """Creates the call store's tables and adds missing columns; a database
+    that cannot be reached raises ``UnreachableError`` naming ``setting``."""
+    try:
+        metadata.create_all(engine)
+        add_missing_columns(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        if not is_transient(exc):
+            raise
+        raise UnreachableError(
+            setting, database_address(str(engine.url)), short_reason(exc)
+        ) from exc
 
-    def __init__(self, url: str, redact_after_call: bool = True) -> None:
+
+def database_key(url: str) -> str:
+    """A short name for the database (not the password) in spill files' names."""
+    parts = sa.engine.make_url(url).set(password=None)
+    return hashlib.sha256(parts.render_as_string().encode()).hexdigest()[:12]
+
+
+def default_spill_dir(url: str) -> Path:
+    """Where writes wait while the database is away, when the store is not
+    told: beside an SQLite file (the var folder, by default), else the var
+    folder of the settings."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///")).resolve().parent
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        return load_settings().var_dir
+    except SettingsError:
+        return Path("var").resolve()
+
+
+class CallStore:
+    """Calls and turns; ``listener`` turns call events into rows.
+
+    ``spill_dir``: where writes are kept when the database stays away
+    (default: ``default_spill_dir``); ``setting`` names the URL in errors.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        redact_after_call: bool = True,
+        spill_dir: Path | None = None,
+        setting: str = "store.url",
+    ) -> None:
         self.url = url
         # What callers said is personal data: once a call is over, card
         # numbers, e-mails, phone numbers and addresses in its transcript are
@@ -154,14 +215,18 @@ class CallStore:
         self._redact_after_call = redact_after_call
         self._redactor: Any = None
         self.engine = create_db_engine(url)
-        metadata.create_all(self.engine)
-        add_missing_columns(self.engine)
+        create_schema(self.engine, setting)
         # What was heard in a turn, until the turn's bot_turn: by (call, turn id).
         self._pending: dict[tuple[str, int], dict[str, Any]] = {}
         self._turn_index: dict[str, int] = {}
-        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self._writer = threading.Thread(target=self._write_loop, name="call-store", daemon=True)
-        self._writer.start()
+        self._writer = StoreWriter(
+            self._apply,
+            spill_dir or default_spill_dir(url),
+            f"the call store ({setting}, {database_address(url).removeprefix('the ')})",
+            redact=self._redact_text,
+            database_key=database_key(url),
+        )
+        self._writer.submit(self._writer.replay_spills)
 
     # -- event side (called on the call's loop; never blocks on the database)
 
@@ -218,6 +283,9 @@ class CallStore:
         elif isinstance(event, Escalated):
             reason = {"escalation_reason": event.reason}
             self._submit(lambda: self._update_call(event.call_id, reason))
+        elif isinstance(event, SurveyAnswered):
+            survey = {"csat_score": event.score, "csat_via": event.via, "csat_at": _now()}
+            self._submit(lambda: self._update_call(event.call_id, survey))
         elif isinstance(event, CallEnded):
             if self._redact_after_call:
                 call_id = event.call_id
@@ -231,53 +299,81 @@ class CallStore:
             self._turn_index.pop(event.call_id, None)
             self._submit(lambda: self._update_call(event.call_id, values))
 
-    # -- writer thread
+    # -- writer thread (bot/store_writer.py): jobs describe writes, the writer applies them
 
     def _submit(self, job: Callable[[], None]) -> None:
-        self._jobs.put(job)
-
-    def _write_loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            for attempt in (1, 2):
-                try:
-                    job()
-                    break
-                except sa.exc.SQLAlchemyError as exc:
-                    log.error("call store write failed (attempt %d): %s", attempt, exc)
-            self._jobs.task_done()
-        self._jobs.task_done()
+        self._writer.submit(job)
 
     def _insert(self, table: sa.Table, row: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(table.insert().values(**row))
+        self._writer.record(Write(INSERT, table.name, str(row["call_id"]), row))
 
     def _redact_call(self, call_id: str) -> None:
+        self._writer.record(Write(REDACT, turns.name, call_id))
+
+    def _update_call(self, call_id: str, values: dict[str, Any]) -> None:
+        self._writer.record(Write(UPDATE_CALL, calls.name, call_id, values))
+
+    def _apply(self, write: Write) -> None:
+        """Writes one change to the database (on the writer thread)."""
+        if write.op == REDACT:
+            self._apply_redaction(write.call_id)
+        elif write.op == UPDATE_CALL:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    calls.update().where(calls.c.call_id == write.call_id).values(**write.values)
+                )
+        elif write.op == INSERT:
+            table = _TABLES[write.table]
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(table.insert().values(**write.values))
+            except sa.exc.IntegrityError:
+                # Written before: a commit whose answer was lost with the
+                # connection, or a spill file written twice.
+                if not self._row_exists(table, write.values):
+                    raise
+        else:
+            raise ValueError(f"unknown call store write {write.op!r}")
+
+    def _row_exists(self, table: sa.Table, row: dict[str, Any]) -> bool:
+        keys = ("call_id", "turn_index") if table is turns else ("call_id",)
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(sa.literal(1)).where(*(table.c[k] == row.get(k) for k in keys))
+            ).first()
+        return found is not None
+
+    def _redact_text(self, text: str) -> str:
         if self._redactor is None:
             from bot.privacy import Redactor  # spaCy: loaded on the writer thread, once
 
             self._redactor = Redactor()
+        return str(self._redactor.redact(text).text)
+
+    def _apply_redaction(self, call_id: str) -> None:
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.select(turns.c.id, turns.c.transcript).where(turns.c.call_id == call_id)
             ).all()
             for turn_id, transcript in rows:
-                redacted = self._redactor.redact(transcript or "").text
+                redacted = self._redact_text(transcript or "")
                 if redacted != transcript:
                     conn.execute(
                         turns.update().where(turns.c.id == turn_id).values(transcript=redacted)
                     )
 
-    def _update_call(self, call_id: str, values: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(calls.update().where(calls.c.call_id == call_id).values(**values))
+    @property
+    def spill_dir(self) -> Path:
+        """Where writes go when the database stays away."""
+        return self._writer.spill_dir
 
-    def flush(self) -> None:
-        """Waits until every queued write is done."""
-        self._jobs.join()
+    def flush(self, timeout_seconds: float | None = None) -> bool:
+        """Waits until every queued write is written (or, the database being
+        away, kept in a spill file); False on timeout."""
+        return self._writer.flush(timeout_seconds)
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._writer.join(timeout=30)
+        self._writer.close()
         self.engine.dispose()
 
     # -- reading
@@ -308,6 +404,9 @@ class CallStore:
                 calls.select().order_by(calls.c.started_at.desc()).limit(limit)
             ).mappings()
             return [dict(row) for row in rows]
+
+
+_TABLES = {calls.name: calls, turns.name: turns}
 
 
 def _end_reason(event: CallEnded) -> str:

@@ -8,36 +8,44 @@ Supervisors also see today's figures; trainers get their own page. Everything
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.console import calls, dialling, training, training_models, voice
+from bot.console import calls, dialling, reports, training, training_models, voice
 from bot.console.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     ConsoleError,
+    LoginDesk,
+    LoginOutcome,
+    LoginPolicy,
     SessionStore,
+    is_loopback_host,
     new_token,
-    require_area,
+    parse_networks,
     tokens_match,
 )
-from bot.console.chart import hourly_bars_svg
 from bot.console.live import QueueChangeFeed, TurnReader
-from bot.console.views import SETTABLE_STATES, metric_cards
+from bot.console.views import SETTABLE_STATES
 from bot.console.web import (
     STATIC_DIR,
     TEMPLATES_DIR,
     ConsoleParts,
+    PostedByQueueUser,
     PostedBySignedIn,
+    Public,
+    PublicStaticFiles,
     SignedIn,
+    client_of,
     home_path,
     parts_of,
     redirect,
@@ -45,7 +53,9 @@ from bot.console.web import (
     safe_local_path,
 )
 from bot.queue import AgentQueue, QueueSettings, QueueWatcher
+from bot.queue.accounts import AgentAccounts
 from bot.queue.schema import WRITE_OPTION
+from bot.reporting import CallReports
 from bot.settings import Settings
 from bot.store import create_db_engine
 from bot.training.service import TrainingWorkflow
@@ -78,8 +88,18 @@ class ConsoleSettings:
     port: int = 8080
     # Calls answered within this many seconds count towards the service level.
     service_level_seconds: float = 20.0
-    # Send cookies over HTTPS only (set when a TLS proxy fronts the console).
-    secure_cookies: bool = False
+    # Send cookies over HTTPS only (a TLS proxy fronts the console). None: on
+    # unless the console listens on loopback only (127.0.0.0/8, ::1, localhost).
+    secure_cookies: bool | None = None
+    # Proxies whose X-Forwarded-For names the client (addresses or networks,
+    # comma-separated); empty: the socket peer is the client.
+    trusted_proxies: str = ""
+    # Login throttle: this many failed logins for one name within
+    # login_lockout_minutes lock that name out for login_lockout_minutes.
+    login_failures_allowed: int = 5
+    login_lockout_minutes: float = 15.0
+    # How often an open live stream checks that its reader may still read it.
+    stream_check_seconds: float = 1.0
     # How often an open call page's stream looks for new turns.
     transcript_poll_seconds: float = 0.25
     queue: QueueSettings = QueueSettings()
@@ -110,6 +130,14 @@ class _SecurityHeaders:
             await send(message)
 
         await self._app(scope, receive, send_with_headers)
+
+
+def secure_cookies(settings: ConsoleSettings) -> bool:
+    """``secure_cookies`` as set; by default on unless the console listens on
+    loopback only (then a browser reaches it over plain HTTP on this machine)."""
+    if settings.secure_cookies is not None:
+        return settings.secure_cookies
+    return not is_loopback_host(settings.host)
 
 
 def _set_session_cookie(response: Response, value: str, max_age_seconds: int, secure: bool) -> None:
@@ -147,6 +175,9 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     writes = queue.engine.execution_options(**{WRITE_OPTION: True})
     sessions = SessionStore(queue.engine, settings.session_minutes, write_engine=writes)
     sessions.create_table()
+    accounts = AgentAccounts(queue.engine)
+    accounts.create_tables()
+    login_policy = LoginPolicy(settings.login_failures_allowed, settings.login_lockout_minutes)
     calls_engine = (
         create_db_engine(settings.calls_database_url)
         if settings.calls_database_url
@@ -172,8 +203,11 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         templates=Jinja2Templates(directory=str(TEMPLATES_DIR)),
         service_level_seconds=settings.service_level_seconds,
         transcript_poll_seconds=settings.transcript_poll_seconds,
-        secure_cookies=settings.secure_cookies,
+        secure_cookies=secure_cookies(settings),
         ice_servers=_browser_ice_servers(settings.project),
+        logins=LoginDesk(accounts, login_policy),
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+        stream_check_seconds=settings.stream_check_seconds,
     )
 
     @asynccontextmanager
@@ -196,15 +230,19 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     )
     app.state.console = parts
     app.state.training = workflow
+    app.state.reports = CallReports(calls_engine, queue.engine)
     app.add_middleware(_SecurityHeaders)
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/static", PublicStaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(calls.router)
     app.include_router(voice.router)
     app.include_router(dialling.router)
     app.include_router(training.router)
     app.include_router(training_models.router)
+    app.include_router(reports.router)
+    from bot.console import ops  # /metrics, /healthz, /readyz: public, for monitoring
+
+    app.include_router(ops.router)
     _add_account_routes(app)
-    _add_area_routes(app)
 
     @app.exception_handler(ConsoleError)
     async def refused(request: Request, error: ConsoleError) -> Response:
@@ -228,7 +266,7 @@ def _add_account_routes(app: FastAPI) -> None:
     def home(session: SignedIn) -> RedirectResponse:
         return redirect(home_path(session))
 
-    @app.get("/login", response_class=HTMLResponse)
+    @app.get("/login", response_class=HTMLResponse, dependencies=[Public])
     def login_page(request: Request) -> Response:
         parts = parts_of(request)
         session = parts.sessions.find(request.cookies.get(SESSION_COOKIE))
@@ -236,7 +274,7 @@ def _add_account_routes(app: FastAPI) -> None:
             return redirect(home_path(session))
         return _login_form(request, parts, error="", name="", status_code=200)
 
-    @app.post("/login", response_class=HTMLResponse)
+    @app.post("/login", response_class=HTMLResponse, dependencies=[Public])
     def login(
         request: Request,
         name: Annotated[str, Form()] = "",
@@ -246,10 +284,10 @@ def _add_account_routes(app: FastAPI) -> None:
         parts = parts_of(request)
         if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
             raise ConsoleError("csrf_failed", 403, "The login form expired; please try again.")
-        agent = parts.queue.verify_password(name.strip(), password) if password else None
+        outcome = parts.logins.attempt(name, password, client_of(request))
+        agent = outcome.agent
         if agent is None:
-            error = "Wrong name or password."
-            return _login_form(request, parts, error=error, name=name, status_code=401)
+            return _refused_login(request, parts, outcome, name)
         parts.sessions.end(request.cookies.get(SESSION_COOKIE))  # no two sessions per browser
         session_id, session = parts.sessions.start(str(agent.id), agent.name, agent.role)
         response = redirect(home_path(session))
@@ -262,7 +300,9 @@ def _add_account_routes(app: FastAPI) -> None:
     @app.post("/logout")
     def logout(request: Request, session: PostedBySignedIn) -> RedirectResponse:
         parts = parts_of(request)
+        # The session's open live streams end at their next check.
         parts.sessions.end(request.cookies.get(SESSION_COOKIE))
+        parts.logins.logged_out(session, client_of(request))
         agent = parts.queue.agent(int(session.agent_id)) if session.may_open("queue") else None
         if agent is not None and agent.state in ("available", "wrap_up"):
             parts.queue.set_agent_state(agent.id, "offline")
@@ -273,15 +313,43 @@ def _add_account_routes(app: FastAPI) -> None:
     @app.post("/agent/state")
     def set_state(
         request: Request,
-        session: PostedBySignedIn,
+        session: PostedByQueueUser,
         state: Annotated[str, Form()] = "",
         next_path: Annotated[str, Form(alias="next")] = "",
     ) -> RedirectResponse:
-        require_area(session, "queue")
         if state not in dict(SETTABLE_STATES):
             raise ConsoleError("invalid", 400, f"Unknown state {state!r}.")
         parts_of(request).queue.set_agent_state(int(session.agent_id), state)
         return redirect(safe_local_path(next_path, "/queue"), "state_set")
+
+
+def _refused_login(
+    request: Request, parts: ConsoleParts, outcome: LoginOutcome, name: str
+) -> Response:
+    """The login form again, saying why (status: 400 no name or password,
+    401 wrong, 403 disabled, 429 locked out, with Retry-After)."""
+    lockout = parts.logins.policy.lockout_minutes
+    if outcome.refusal == "missing":
+        return _login_form(request, parts, "Enter your name and password.", name, 400)
+    if outcome.refusal == "disabled":
+        error = "This account is disabled: ask an admin to enable it."
+        return _login_form(request, parts, error, name, 403)
+    if outcome.refusal == "wrong":
+        error = "Wrong name or password."
+        if outcome.locked_until is not None:
+            error += f" Too many failed logins: this name is locked for {lockout:g} minutes."
+        return _login_form(request, parts, error, name, 401)
+    seconds = 60.0
+    if outcome.locked_until is not None:
+        seconds = (outcome.locked_until - datetime.now(timezone.utc)).total_seconds()
+    minutes = max(1, math.ceil(seconds / 60))
+    error = (
+        f"Too many failed logins for this name. Try again in {minutes} minute"
+        f"{'' if minutes == 1 else 's'}, or ask an admin to unlock it."
+    )
+    response = _login_form(request, parts, error, name, 429)
+    response.headers["retry-after"] = str(max(1, math.ceil(seconds)))
+    return response
 
 
 def _login_form(
@@ -304,18 +372,3 @@ def _login_form(
         secure=parts.secure_cookies,
     )
     return response
-
-
-def _add_area_routes(app: FastAPI) -> None:
-    @app.get("/dashboard", response_class=HTMLResponse)
-    def dashboard(request: Request, session: SignedIn) -> Response:
-        require_area(session, "dashboard")
-        parts = parts_of(request)
-        metrics = parts.queue.metrics_today(parts.service_level_seconds)
-        counts = [hour.enqueued for hour in metrics.hourly]
-        context = {
-            "area": "dashboard",
-            "metrics": metric_cards(metrics),
-            "chart_svg": hourly_bars_svg(counts, "Calls and callbacks queued per hour today"),
-        }
-        return render(request, "dashboard.html", context, session)

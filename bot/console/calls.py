@@ -10,9 +10,16 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from bot.console.auth import ConsoleError, ConsoleSession
-from bot.console.live import SSE_HEADERS, queue_stream, turn_stream
+from bot.console.live import queue_stream, turn_stream
 from bot.console.views import DISPOSITION_CODES, DISPOSITIONS, call_view, queue_row
-from bot.console.web import PostedByQueueUser, QueueUser, parts_of, redirect, render
+from bot.console.web import (
+    PostedByQueueUser,
+    QueueUser,
+    live_stream,
+    parts_of,
+    redirect,
+    render,
+)
 from bot.queue import QueueError, QueueItem
 
 router = APIRouter()
@@ -21,10 +28,6 @@ router = APIRouter()
 OVERSEEING_ROLES = frozenset({"supervisor", "admin"})
 # A flag's note says what the caller meant, in a sentence or two.
 MAX_NOTE_CHARS = 500
-
-
-def _event_stream(body: Any) -> StreamingResponse:
-    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.get("/queue", response_class=HTMLResponse)
@@ -41,7 +44,7 @@ def queue_snapshot(request: Request, _session: QueueUser) -> JSONResponse:
 
 @router.get("/queue/events")
 def queue_events(request: Request, _session: QueueUser) -> StreamingResponse:
-    return _event_stream(queue_stream(parts_of(request).feed))
+    return live_stream(request, queue_stream(parts_of(request).feed), "queue")
 
 
 @router.post("/queue/take-next")
@@ -134,7 +137,8 @@ def call_events(
         after = max(after, int(last_seen))
     parts = parts_of(request)
     stream = turn_stream(parts.turn_reader, item.call_id, after, parts.transcript_poll_seconds)
-    return _event_stream(stream)
+    # Ends when the reader may no longer read this call (signed out, or demoted).
+    return live_stream(request, stream, "queue", lambda now: _readable_item(request, item_id, now))
 
 
 @router.post("/calls/{item_id}/say")

@@ -4,7 +4,8 @@ Queue changes: one ``QueueWatcher`` per console process, waiting in its own
 thread, hands each batch of change ids to the event loop, which passes the
 latest id to every open queue stream. Call transcripts: the call store has no
 notifications, so each open call stream reads the new turns of its call every
-``transcript_poll_seconds``, in a worker thread.
+``transcript_poll_seconds``, in a worker thread. Every stream runs inside
+``while_allowed``, which ends it soon after its reader loses the right to it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -49,6 +51,56 @@ def sse_message(event: str, data: Any, event_id: int | None = None) -> str:
 
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+async def _next_message(messages: AsyncIterator[str]) -> str:
+    return await messages.__anext__()
+
+
+async def while_allowed(
+    body: AsyncIterator[str],
+    allowed: Callable[[], bool],
+    check_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[str]:
+    """``body``'s messages, for as long as ``allowed()`` (asked on a worker
+    thread every ``check_seconds``, also while the body waits for its next
+    message) says yes; then an ``end`` event, and the stream ends. A check
+    that fails counts as a no."""
+    pending: asyncio.Task[str] | None = None
+    checked_at = clock()
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(_next_message(body))
+            wait = max(0.0, checked_at + check_seconds - clock())
+            done, _ = await asyncio.wait({pending}, timeout=wait)
+            if done:
+                finished, pending = pending, None
+                try:
+                    message = finished.result()
+                except StopAsyncIteration:
+                    return
+                yield message
+            if clock() - checked_at < check_seconds:
+                continue
+            checked_at = clock()
+            try:
+                still = await run_in_threadpool(allowed)
+            except Exception:  # fail closed: the reader reconnects and is checked afresh
+                log.exception("checking a live stream's reader failed; ending the stream")
+                still = False
+            if not still:
+                yield sse_message("end", {"reason": "access_ended"})
+                return
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class QueueChangeFeed:
@@ -116,7 +168,8 @@ class QueueChangeFeed:
 async def queue_stream(
     feed: QueueChangeFeed, keepalive_seconds: float = KEEPALIVE_SECONDS
 ) -> AsyncIterator[str]:
-    """A queue page's stream: an event after each queue change."""
+    """A queue page's stream: an event after each queue change, or one for
+    all the changes that came while the stream was busy sending."""
     subscriber = feed.subscribe()
     try:
         yield "retry: 1000\n\n"
@@ -126,6 +179,10 @@ async def queue_stream(
             except asyncio.TimeoutError:
                 yield ": keepalive\n\n"
                 continue
+            # Under load ids pile up; sent one by one, the latest would wait
+            # behind stale ones, and the page reads the whole queue anyway.
+            while not subscriber.empty():
+                change_id = max(change_id, subscriber.get_nowait())
             yield sse_message("queue", {"change": change_id}, change_id)
     finally:
         feed.unsubscribe(subscriber)

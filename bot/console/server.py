@@ -8,10 +8,27 @@ from types import TracebackType
 import uvicorn
 
 from bot.console.app import ConsoleSettings, create_app
+from bot.settings import Settings
 
 # Open live streams (Server-Sent Events) never finish by themselves; on
 # shutdown they get this long before uvicorn closes them.
 GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+def console_settings(settings: Settings, host: str, port: int) -> ConsoleSettings:
+    """The console's settings for ``voicebot console``: the bot's store (queue,
+    sessions, calls), its project (training pages) and its ``console`` section."""
+    options = settings.console
+    return ConsoleSettings(
+        database_url=settings.store_url,
+        host=host,
+        port=port,
+        secure_cookies=options.secure_cookie_choice,
+        trusted_proxies=options.trusted_proxies,
+        login_failures_allowed=options.login_failures_allowed,
+        login_lockout_minutes=options.login_lockout_minutes,
+        project=settings,
+    )
 
 
 def _uvicorn_config(settings: ConsoleSettings, log_level: str) -> uvicorn.Config:

@@ -4,6 +4,8 @@ a model's evaluation against production, deploying it and rolling back.
 A model page shows cached evaluations only (scoring a model takes tens of
 seconds); its "Evaluate" button starts a background job. Model names come
 from URLs and forms, so each is checked by ``bot.model_store`` before use.
+Supervisors read these pages; retraining, evaluating, deploying and rolling
+back are for trainers and admins (``PostedByDeployer``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bot.console.training_views import (
     notice_url,
     when_text,
 )
-from bot.console.web import PostedByTrainer, Trainer, render
+from bot.console.web import PostedByDeployer, Trainer, render
 from bot.model_store import ModelError, ModelInfo, model_info
 from bot.training import deploy
 from bot.training.deploy import DeployError
@@ -101,7 +103,7 @@ def models_page(request: Request, session: Trainer) -> Response:
 
 
 @router.post("/training/retrain")
-def retrain(request: Request, session: PostedByTrainer) -> Response:
+def retrain(request: Request, session: PostedByDeployer) -> Response:
     workflow = workflow_of(request)
     user = session.agent_name
     try:
@@ -131,7 +133,7 @@ def _latest_cross_validation(workflow: TrainingWorkflow) -> dict[str, Any] | Non
 
 
 @router.post("/training/cross-validate")
-def start_cross_validation(request: Request, session: PostedByTrainer) -> Response:
+def start_cross_validation(request: Request, session: PostedByDeployer) -> Response:
     workflow = workflow_of(request)
     job = workflow.jobs.run_in_background(
         "cross_validate", session.agent_name, cross_validation_job(workflow)
@@ -141,7 +143,7 @@ def start_cross_validation(request: Request, session: PostedByTrainer) -> Respon
 
 @router.post("/training/rollback")
 def rollback(
-    request: Request, session: PostedByTrainer, to: Annotated[str, Form()] = ""
+    request: Request, session: PostedByDeployer, to: Annotated[str, Form()] = ""
 ) -> Response:
     workflow = workflow_of(request)
     try:
@@ -234,7 +236,7 @@ def confusion(request: Request, name: str, _session: Trainer) -> Response:
 
 
 @router.post("/training/models/{name}/evaluate")
-def evaluate(request: Request, name: str, session: PostedByTrainer) -> Response:
+def evaluate(request: Request, name: str, session: PostedByDeployer) -> Response:
     workflow = workflow_of(request)
     info = _model(workflow, name)
     job = workflow.jobs.run_in_background(
@@ -247,7 +249,7 @@ def evaluate(request: Request, name: str, session: PostedByTrainer) -> Response:
 def deploy_model(
     request: Request,
     name: str,
-    session: PostedByTrainer,
+    session: PostedByDeployer,
     override: Annotated[str, Form()] = "",
 ) -> Response:
     workflow = workflow_of(request)

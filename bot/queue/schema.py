@@ -5,16 +5,28 @@ transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock before the
 first read, so two processes can never read the same waiting item and then both
 claim it, and a transaction never has to upgrade a read lock (which SQLite
 refuses with "database is locked" instead of waiting).
+
+On PostgreSQL, once the queue's engine has connected, a database that goes
+away is waited for: each new connection is retried with backoff for up to
+``RECONNECT_BACKOFF.give_up_seconds`` (an escalated call's handoff reaches the
+queue when the database is back), while a database unreachable at start fails
+at once with ``UnreachableError``.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from bot.connectivity import UnreachableError, database_address, short_reason
+from bot.retry import Backoff, Outage, is_transient
+from bot.sqlite_files import BUSY_TIMEOUT_SECONDS, set_wal_mode, tolerate_concurrent_creation
 
 # Execution option that marks a connection whose transactions will write.
 WRITE_OPTION = "queue_write"
@@ -174,32 +186,52 @@ dial_requests = sa.Table(
 
 # Any fixed number: the advisory lock that serialises table creation on PostgreSQL.
 _CREATE_LOCK_KEY = 0x766F_6963_6571
+# How long new connections wait for a database that went away: an escalated
+# call's handoff reaches the queue if it is back by then. Short, as hold lines
+# and consoles read the queue too and wait as long (once per outage).
+RECONNECT_BACKOFF = Backoff(give_up_seconds=5.0)
+# Seconds one PostgreSQL connection attempt may take.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
-def create_queue_engine(url: str, **engine_options: Any) -> Engine:
-    """An engine for the URL. SQLite: WAL, foreign keys, and our own BEGIN
-    (``BEGIN IMMEDIATE`` on connections with the write option)."""
+def create_queue_engine(
+    url: str, reconnect_wait: bool | None = None, **engine_options: Any
+) -> Engine:
+    """An engine for the URL. SQLite: WAL, foreign keys, a busy timeout, and
+    our own BEGIN (``BEGIN IMMEDIATE`` on connections with the write option).
+    PostgreSQL: a connect timeout and, with ``reconnect_wait`` (the default
+    unless the engine keeps no pool, as watchers that reconnect by themselves
+    do), waiting for a database that went away."""
     if not url.startswith("sqlite"):
         options = {"pool_pre_ping": True, **engine_options}
-        return sa.create_engine(url, future=True, **options)
+        parts = sa.engine.make_url(url)
+        if parts.get_driver_name() == "psycopg2" and "connect_timeout" not in parts.query:
+            timeout = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+            options["connect_args"] = {**timeout, **options.get("connect_args", {})}
+        engine = sa.create_engine(url, future=True, **options)
+        if reconnect_wait or (reconnect_wait is None and "poolclass" not in engine_options):
+            _wait_for_reconnects(engine)
+        return engine
     database = url.split(":///", 1)[1] if ":///" in url else ""
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # A pool of open connections (SQLAlchemy 1.4 would reconnect for every
     # transaction), each used by one thread at a time.
     options = {"poolclass": sa.pool.QueuePool, **engine_options}
-    connect_args = {"timeout": 30, "check_same_thread": False, **options.pop("connect_args", {})}
+    connect_args: dict[str, Any] = {
+        "timeout": BUSY_TIMEOUT_SECONDS,
+        "check_same_thread": False,
+        **options.pop("connect_args", {}),
+    }
     engine = sa.create_engine(url, future=True, connect_args=connect_args, **options)
+    tolerate_concurrent_creation(engine)
 
     @sa.event.listens_for(engine, "connect")
     def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite's own transaction handling would start transactions late
         # (at the first write); we emit BEGIN ourselves instead.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        set_wal_mode(dbapi_connection)
 
     @sa.event.listens_for(engine, "begin")
     def _sqlite_begin(conn: Connection) -> None:
@@ -209,9 +241,43 @@ def create_queue_engine(url: str, **engine_options: Any) -> Engine:
     return engine
 
 
-def create_tables(engine: Engine) -> None:
-    """Creates missing tables; safe when several processes start at once."""
-    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK_KEY)))
-        metadata.create_all(conn)
+def _wait_for_reconnects(engine: Engine) -> None:
+    """After the engine's first connection, a failed connection attempt is
+    retried with backoff (the driver's own error once past the limit)."""
+    address = database_address(str(engine.url)).removeprefix("the ")
+    outage = Outage(f"the queue's {address}", RECONNECT_BACKOFF)
+    connected = threading.Event()
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                connection = dialect.connect(*cargs, **cparams)
+            except Exception as exc:
+                waits = connected.is_set() and is_transient(exc)
+                wait = outage.next_wait(exc, attempt) if waits else None
+                if wait is None:
+                    raise
+                time.sleep(wait)
+                attempt += 1
+            else:
+                connected.set()
+                outage.recovered()
+                return connection
+
+
+def create_tables(engine: Engine, setting: str = "store.url") -> None:
+    """Creates missing tables; safe when several processes start at once. A
+    database that cannot be reached raises ``UnreachableError`` naming ``setting``."""
+    try:
+        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK_KEY)))
+            metadata.create_all(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        if not is_transient(exc):
+            raise
+        raise UnreachableError(
+            setting, database_address(str(engine.url)), short_reason(exc)
+        ) from exc

@@ -23,6 +23,7 @@ from bot.console import ConsoleServer, ConsoleSettings
 from bot.console.auth import SessionStore, console_sessions
 from bot.events import BotTurn, CallStarted
 from bot.queue import AgentQueue, QueueItem
+from bot.queue.accounts import AgentAccounts
 from bot.store import CallStore
 from tests.queue_databases import BACKENDS, QueueDatabase, queue_database
 from tests.web_client import KeepRedirects, Reply
@@ -184,10 +185,13 @@ def test_an_expired_session_is_sent_to_the_login_page(console: Console) -> None:
 
 def test_sessions_end_after_session_minutes_on_the_clock(tmp_path: Path) -> None:
     now = [datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)]
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'sessions.sqlite3'}", future=True)
+    queue = AgentQueue(f"sqlite:///{tmp_path / 'sessions.sqlite3'}")
+    ann = queue.add_agent("ann", PASSWORDS["ann"])
+    AgentAccounts(queue.engine).create_tables()
+    engine = queue.engine
     sessions = SessionStore(engine, session_minutes=480, clock=lambda: now[0])
     sessions.create_table()
-    cookie, started = sessions.start("7", "ann", "agent")
+    cookie, started = sessions.start(str(ann.id), "ann", "agent")
     now[0] += timedelta(minutes=479)
     assert sessions.find(cookie) == started
     now[0] += timedelta(minutes=1)
@@ -197,6 +201,7 @@ def test_sessions_end_after_session_minutes_on_the_clock(tmp_path: Path) -> None
     with engine.connect() as conn:
         stored = conn.execute(sa.select(console_sessions.c.session_hash)).scalars().all()
     assert len(stored) == 1 and cookie not in stored[0]
+    queue.close()
 
 
 def test_posts_without_the_right_csrf_token_are_refused(console: Console) -> None:
