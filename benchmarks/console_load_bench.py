@@ -17,12 +17,15 @@ Three processes share a fresh schema of PostgreSQL's ``test`` database
   ``/queue/events``; on its opening and on each ``queue`` event a fetch of
   ``/queue/snapshot``, one at a time, and one more after it when events came
   meanwhile. An idle agent waits for its page to list a call, reacts after a
-  moment, presses Take on one of the first three rows (the form's POST with
-  the session's CSRF token) and follows the redirect: to the call page (and
-  its transcript stream) when it got the call, back to the queue when another
-  agent was first. It handles the call for a random time, resolves it, sets
-  itself available and waits for the next. The queue page stays open
-  throughout, as in a tab of its own.
+  moment and takes one as people do: half the agents press "Take next" (the
+  console picks the first call in line for them), the others press Take on
+  the first row of their list (the form's POST with the session's CSRF
+  token). Either follows the redirect: to the call page (and its transcript
+  stream) when it got a call, back to the queue page when another agent was
+  first (or the queue was empty), whose fresh list it reads before trying
+  again. It handles the call for a random time, resolves it, sets itself
+  available and waits for the next. The queue page stays open throughout,
+  as in a tab of its own.
 
 Measured:
 
@@ -95,6 +98,7 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=None)
 RECONNECT_SECONDS = 1.0  # the stream's "retry: 1000"
 ROW_ID = re.compile(r'<tr data-item-id="(\d+)"')
+CALL_PAGE = re.compile(r"/calls/(\d+)")
 FORM_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
@@ -292,6 +296,8 @@ class AgentClient:
     def __init__(self, base_url: str, name: str, board: Board, options: Options) -> None:
         self.name, self.board, self.options = name, board, options
         self.pick = random.Random(f"{options.seed}-{name}")
+        # Some people use the Take next button, others the first row's Take.
+        self.takes_next = self.pick.random() < 0.5
         self.http = aiohttp.ClientSession(
             base_url=base_url, cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=REQUEST_TIMEOUT
         )
@@ -444,29 +450,29 @@ class AgentClient:
             await asyncio.sleep(self.pick.uniform(*self.options.reaction_seconds))
             if not self.view:  # someone took it meanwhile
                 continue
-            item_id = self.pick.choice(self.view[:3])
-            self.board.attempts[item_id] += 1
+            if self.takes_next:
+                path, route, refused = "/queue/take-next", "/queue/take-next", "queue_empty"
+            else:
+                item_id = self.view[0]
+                self.board.attempts[item_id] += 1
+                path, route, refused = f"/queue/{item_id}/take", "/queue/{id}/take", "already_taken"
             asked = time.monotonic()
-            sent = await self._send(
-                "POST",
-                f"/queue/{item_id}/take",
-                "/queue/{id}/take",
-                303,
-                data={"csrf_token": self.csrf},
-            )
+            sent = await self._send("POST", path, route, 303, data={"csrf_token": self.csrf})
             answered = time.monotonic()
             if sent is None:
                 continue
-            if sent[0] == f"/calls/{item_id}":
+            won = CALL_PAGE.fullmatch(sent[0])
+            if won is not None:
+                item_id = int(won.group(1))
                 self.board.take_won.append(answered - asked)
                 self.board.claims[item_id] += 1
                 self.board.taken_at.setdefault(item_id, answered)
                 await self._handle(item_id)
-            elif sent[0] == "/queue?notice=already_taken":
+            elif sent[0] == f"/queue?notice={refused}":
                 self.board.take_refused.append(answered - asked)
                 await self._queue_page()
             else:
-                self._error(f"POST /queue/{{id}}/take: redirected to {sent[0]!r}")
+                self._error(f"POST {route}: redirected to {sent[0]!r}")
 
     async def _handle(self, item_id: int) -> None:
         if await self._send("GET", f"/calls/{item_id}", "/calls/{id}", 200) is None:

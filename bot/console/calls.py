@@ -4,14 +4,22 @@ page with its handoff and live transcript, talking to the caller, resolving."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from bot.console.auth import ConsoleError, ConsoleSession
-from bot.console.live import queue_stream, turn_stream
-from bot.console.views import DISPOSITION_CODES, DISPOSITIONS, call_view, queue_row
+from bot.console.live import Shared, queue_stream, turn_stream
+from bot.console.views import (
+    DISPOSITION_CODES,
+    DISPOSITIONS,
+    call_view,
+    duration_text,
+    priority_label,
+    reason_label,
+)
 from bot.console.web import (
     PostedByQueueUser,
     QueueUser,
@@ -20,9 +28,15 @@ from bot.console.web import (
     redirect,
     render,
 )
-from bot.queue import QueueError, QueueItem
+from bot.queue import AgentQueue, QueueError, QueueItem
+from bot.queue.records import WaitingEntry
 
 router = APIRouter()
+
+# The feed's name for the shared waiting list.
+QUEUE_LIST = "queue_list"
+# A shared list older than this has its waiting times brought up to date on the page.
+AGE_SHOWN_SECONDS = 0.5
 
 # Roles that may read any call's page (agents read only the calls they took).
 OVERSEEING_ROLES = frozenset({"supervisor", "admin"})
@@ -30,16 +44,67 @@ OVERSEEING_ROLES = frozenset({"supervisor", "admin"})
 MAX_NOTE_CHARS = 500
 
 
+@dataclass(frozen=True)
+class QueueList:
+    """The waiting list as every queue page shows it, built once per queue
+    change and shared by all the agents' requests: the rows, and the same
+    rows as the snapshot's JSON."""
+
+    rows: list[dict[str, Any]]
+    rows_json: bytes
+
+
+def listed_row(entry: WaitingEntry) -> dict[str, Any]:
+    """One waiting item, as the queue page and its JSON snapshot show it."""
+    return {
+        "id": entry.id,
+        "call_id": entry.call_id,
+        "position": entry.position,
+        "kind": entry.kind,
+        "reason": reason_label(entry.reason),
+        "priority": entry.priority,
+        "priority_label": priority_label(entry.priority),
+        "priority_high": entry.priority > 0,
+        "skill": entry.skill,
+        "waited_seconds": round(entry.waiting_seconds, 1),
+        "waited_text": duration_text(entry.waiting_seconds),
+        "summary": entry.summary,
+        "caller_number": entry.caller_number or "",
+    }
+
+
+def _build_queue_list(queue: AgentQueue) -> QueueList:
+    rows = [listed_row(entry) for entry in queue.waiting_list()]
+    rows_json = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    return QueueList(rows, rows_json)
+
+
+def _queue_list(request: Request) -> Shared[QueueList]:
+    parts = parts_of(request)
+    return parts.feed.shared(QUEUE_LIST, lambda: _build_queue_list(parts.queue))
+
+
 @router.get("/queue", response_class=HTMLResponse)
 def queue_page(request: Request, session: QueueUser) -> Response:
-    rows = [queue_row(item) for item in parts_of(request).queue.waiting()]
+    shared = _queue_list(request)
+    rows = shared.value.rows
+    if shared.age_seconds >= AGE_SHOWN_SECONDS:  # waiting times as of now
+        rows = [_aged(row, shared.age_seconds) for row in rows]
     return render(request, "queue.html", {"area": "queue", "items": rows}, session)
 
 
+def _aged(row: dict[str, Any], age_seconds: float) -> dict[str, Any]:
+    waited = row["waited_seconds"] + age_seconds
+    return {**row, "waited_seconds": round(waited, 1), "waited_text": duration_text(waited)}
+
+
 @router.get("/queue/snapshot")
-def queue_snapshot(request: Request, _session: QueueUser) -> JSONResponse:
-    rows = [queue_row(item) for item in parts_of(request).queue.waiting()]
-    return JSONResponse({"items": rows})
+def queue_snapshot(request: Request, _session: QueueUser) -> Response:
+    """The waiting list; its waiting times are ``age_seconds`` old (the page
+    adds that, as it adds the time since the snapshot came)."""
+    shared = _queue_list(request)
+    body = b'{"items":%s,"age_seconds":%.3f}' % (shared.value.rows_json, shared.age_seconds)
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/queue/events")

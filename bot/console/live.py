@@ -17,8 +17,9 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -39,6 +40,11 @@ KEEPALIVE_SECONDS = 15.0
 # A subscriber that falls this far behind loses old ids: it only needs to know
 # that something changed, and will read the whole queue anyway.
 SUBSCRIBER_BACKLOG = 16
+# A value shared between requests is rebuilt at least this often, whatever
+# the change feed says.
+SHARED_MAX_AGE_SECONDS = 10.0
+
+T = TypeVar("T")
 
 
 def sse_message(event: str, data: Any, event_id: int | None = None) -> str:
@@ -103,8 +109,24 @@ async def while_allowed(
             await aclose()
 
 
+@dataclass(frozen=True)
+class Shared(Generic[T]):
+    """A value built from the queue, and its age in seconds when handed out."""
+
+    value: T
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class _Built(Generic[T]):
+    value: T
+    version: int
+    built_at: float
+
+
 class QueueChangeFeed:
-    """Fans a queue watcher's change ids out to asyncio subscribers."""
+    """Fans a queue watcher's change ids out to asyncio subscribers, and keeps
+    values built from the queue (``shared``) until the next change."""
 
     def __init__(self, watcher_factory: Callable[[], QueueWatcher]) -> None:
         self._watcher_factory = watcher_factory
@@ -113,6 +135,45 @@ class QueueChangeFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: set[asyncio.Queue[int]] = set()
         self._stopping = threading.Event()
+        # Moves on with each batch of changes heard (before any subscriber
+        # hears of it) and whenever the feed starts or stops following them;
+        # nothing is kept while it does not follow them (not started, stopped,
+        # or its watcher failing).
+        self._version = 0
+        self._following = False
+        self._version_lock = threading.Lock()
+        self._built: dict[str, _Built[Any]] = {}
+        self._building: dict[str, threading.Lock] = {}
+        self._building_lock = threading.Lock()
+
+    def shared(
+        self, name: str, build: Callable[[], T], max_age_seconds: float = SHARED_MAX_AGE_SECONDS
+    ) -> Shared[T]:
+        """``build()``'s value, built once per queue change for all callers
+        (from worker threads): one builds while the others wait for it.
+
+        A value is kept only while the feed follows every change, and for at
+        most ``max_age_seconds`` in any case. It is labelled with the version
+        read before it is built, so a change that lands during the build
+        makes the next caller build again."""
+        with self._building_lock:
+            lock = self._building.setdefault(name, threading.Lock())
+        with lock:
+            with self._version_lock:
+                following, version = self._following, self._version
+            now = time.monotonic()
+            kept = self._built.get(name)
+            if (
+                following
+                and kept is not None
+                and kept.version == version
+                and now - kept.built_at <= max_age_seconds
+            ):
+                return Shared(kept.value, now - kept.built_at)
+            value = build()
+            if following:
+                self._built[name] = _Built(value, version, now)
+            return Shared(value, time.monotonic() - now)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -124,6 +185,7 @@ class QueueChangeFeed:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._moved_on(following=False)
         if self._watcher is not None:
             self._watcher.close()
         if self._thread is not None:
@@ -139,19 +201,31 @@ class QueueChangeFeed:
     def unsubscribe(self, subscriber: asyncio.Queue[int]) -> None:
         self._subscribers.discard(subscriber)
 
+    def _moved_on(self, following: bool) -> None:
+        """What was built so far is out of date."""
+        with self._version_lock:
+            self._version += 1
+            self._following = following
+
     def _watch(self, watcher: QueueWatcher) -> None:
         loop = self._loop
         assert loop is not None
+        # The watcher reports every change made after it was created.
+        self._moved_on(following=True)
         while True:
             try:
                 found = watcher.wait(timeout_seconds=1.0)
             except Exception:  # a database hiccup must not end live updates for good
                 log.exception("queue watcher failed; retrying")
+                self._moved_on(following=False)
                 if self._stopping.wait(1.0):
                     return
                 continue
             if self._stopping.is_set():
                 return
+            if found or not self._following:
+                # After a failure the watcher has caught up from the change log.
+                self._moved_on(following=True)
             if found:
                 try:
                     loop.call_soon_threadsafe(self._publish, found[-1])

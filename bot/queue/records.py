@@ -61,6 +61,26 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
+class WaitingEntry:
+    """A waiting item as the queue list shows it: no handoff package (read
+    ``AgentQueue.item`` for that)."""
+
+    id: int
+    call_id: str
+    kind: str
+    reason: str
+    priority: int
+    skill: str
+    enqueued_at: datetime
+    caller_number: str | None
+    summary: str
+    # 1 = the next one its agents will get, among the waiting items of its skill.
+    position: int
+    # Time in the queue until the list was read.
+    waiting_seconds: float
+
+
+@dataclass(frozen=True)
 class Agent:
     id: int
     name: str

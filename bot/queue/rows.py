@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.queue.records import QueueError, QueueItem
+from bot.queue.records import QueueError, QueueItem, WaitingEntry
 from bot.queue.schema import items
 
 # The order in which agents get waiting items.
@@ -52,6 +52,49 @@ def item_from_row(row: Mapping[str, Any], now: datetime, position: int = 0) -> Q
         position=position,
         waiting_seconds=waited,
     )
+
+
+# What the queue list shows of a waiting item: never the handoff package,
+# the largest column by far.
+LISTED_COLUMNS = (
+    items.c.id,
+    items.c.call_id,
+    items.c.kind,
+    items.c.reason,
+    items.c.priority,
+    items.c.skill,
+    items.c.enqueued_at,
+    items.c.caller_number,
+    items.c.summary,
+)
+
+
+def waiting_entries(conn: Connection, now: datetime) -> list[WaitingEntry]:
+    """The waiting items in claim order, each with its position in its skill."""
+    found = conn.execute(
+        sa.select(*LISTED_COLUMNS).where(items.c.status == "waiting").order_by(*CLAIM_ORDER)
+    ).all()
+    ahead: dict[str, int] = {}
+    listed = []
+    for id_, call_id, kind, reason, priority, skill, enqueued_at, number, summary in found:
+        ahead[skill] = ahead.get(skill, 0) + 1
+        waited = (now - enqueued_at).total_seconds()
+        listed.append(
+            WaitingEntry(
+                id_,
+                call_id,
+                kind,
+                reason,
+                priority,
+                skill,
+                enqueued_at,
+                number,
+                summary,
+                ahead[skill],
+                waited,
+            )
+        )
+    return listed
 
 
 def item_row(conn: Connection, item_id: int) -> Mapping[str, Any]:

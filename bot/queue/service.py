@@ -29,6 +29,7 @@ from bot.queue.records import (
     QueueItem,
     QueueMetrics,
     QueueSettings,
+    WaitingEntry,
 )
 from bot.queue.schema import (
     ITEM_KINDS,
@@ -383,6 +384,13 @@ class AgentQueue:
                 ahead[row["skill"]] = ahead.get(row["skill"], 0) + 1
                 waiting.append(rows.item_from_row(row, now, ahead[row["skill"]]))
             return waiting
+
+    def waiting_list(self) -> list[WaitingEntry]:
+        """``waiting`` as the queue list shows it: the listed columns only, no
+        handoff package read or parsed."""
+        now = self._now()
+        with self.engine.connect() as conn:
+            return rows.waiting_entries(conn, now)
 
     def changes_since(self, after_id: int = 0, limit: int = 1000) -> list[QueueChange]:
         """Change log rows after ``after_id``, oldest first."""

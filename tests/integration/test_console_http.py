@@ -6,6 +6,7 @@ like a browser's)."""
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import re
 import urllib.error
 import urllib.parse
@@ -404,3 +405,30 @@ def test_the_call_stream_sends_the_callers_new_turns(console: Console) -> None:
     assert '"caller":"it never arrived"' in event["data"]
     assert '"bot":["An agent is with you now."]' in event["data"]
     assert '"time":"0:09"' in event["data"]
+
+
+def _listed(client: WebClient) -> list[tuple[str, int]]:
+    snapshot = json.loads(client.get("/queue/snapshot").body)
+    assert snapshot["age_seconds"] >= 0
+    assert all(item["waited_seconds"] >= 0 for item in snapshot["items"])
+    return [(item["call_id"], item["position"]) for item in snapshot["items"]]
+
+
+def test_the_shared_queue_list_is_rebuilt_after_each_change(console: Console) -> None:
+    ann, bob = console.signed_in("ann"), console.signed_in("bob")
+    with ann.open("/queue/events") as stream:
+        assert _listed(ann) == [] and _listed(bob) == []
+        first = console.waiting_call("call-1")
+        _read_event(stream, "queue")
+        assert _listed(bob) == [("call-1", 1)]
+        second = console.waiting_call("call-2")
+        _read_event(stream, "queue")
+        assert _listed(ann) == _listed(bob) == [("call-1", 1), ("call-2", 2)]
+        token = bob.csrf_token()
+        assert bob.post(f"/queue/{first.id}/take", {"csrf_token": token}).status == 303
+        _read_event(stream, "queue")
+        assert _listed(ann) == [("call-2", 1)]
+        page = ann.get("/queue").body
+    # The page lists the same, with the reader's own token in each Take form.
+    assert re.findall(r'<tr data-item-id="(\d+)"', page) == [str(second.id)]
+    assert f'name="csrf_token" value="{ann.csrf_token()}"' in page

@@ -40,7 +40,7 @@ from tests.web_client import KeepRedirects, Reply
 
 pytestmark = pytest.mark.slow
 
-PASSWORDS = {"ann": "ann-secret", "tom": "tom-secret", "ada": "ada-secret"}
+PASSWORDS = {"ann": "ann-secret", "tom": "tom-secret", "ada": "ada-secret", "sue": "sue-secret"}
 # The shipped model under another name: the same bytes, so the same scores.
 IDENTICAL = "dialogue-1dea1dea1dea1dea"
 # A model whose scores are made up (worse than production's); never loaded.
@@ -220,6 +220,7 @@ def trainers(
     queue.add_agent("ann", PASSWORDS["ann"], "agent", ["general"])
     queue.add_agent("tom", PASSWORDS["tom"], "trainer", [])
     queue.add_agent("ada", PASSWORDS["ada"], "admin", ["general"])
+    queue.add_agent("sue", PASSWORDS["sue"], "supervisor", ["general"])
     console = ConsoleSettings(database_url=settings.store_url, port=0, project=settings)
     try:
         with ConsoleServer(console) as server:
@@ -413,6 +414,22 @@ def test_a_new_intent_answers_with_a_stub_until_its_answer_is_written(
     inbox = tom.get(written.location).body
     assert "The answer for warehouse_tour is written." in inbox
     assert "stub-utter_warehouse_tour" not in inbox
+
+
+def test_a_supervisor_reads_the_models_pages_without_their_actions(
+    trainers: Trainers, shipped: str
+) -> None:
+    sue = trainers.client("sue")
+    listing = sue.get("/training/models")
+    assert listing.status == 200
+    assert 'id="models"' in listing.body and f'href="/training/models/{shipped}"' in listing.body
+    assert "Trainers and admins retrain, deploy and roll back models." in listing.body
+    for action in ("/training/retrain", "/training/rollback", "/training/cross-validate"):
+        assert f'action="{action}"' not in listing.body, action
+    model_page = sue.get(f"/training/models/{IDENTICAL}")
+    assert model_page.status == 200
+    assert "/evaluate" not in model_page.body and "/deploy" not in model_page.body
+    assert sue.post("/training/retrain", {}).status == 403
 
 
 def test_the_models_page_marks_production(trainers: Trainers, shipped: str) -> None:

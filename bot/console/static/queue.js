@@ -43,6 +43,7 @@
   }
 
   function render(items) {
+    const elapsed = (Date.now() - snapshotAt) / 1000;
     const rows = items.map(function (item) {
       const tr = document.createElement("tr");
       tr.dataset.itemId = item.id;
@@ -52,7 +53,7 @@
       pill.className = "pill" + (item.priority_high ? " priority-high" : "");
       pill.textContent = item.priority_label;
       priority.append(pill);
-      const waiting = cell(formatSeconds(item.waited_seconds), "num waiting");
+      const waiting = cell(formatSeconds(item.waited_seconds + elapsed), "num waiting");
       waiting.dataset.waited = String(item.waited_seconds);
       tr.append(priority, cell(item.skill || "any"), waiting);
       tr.append(cell(item.summary, "summary"), cell(item.caller_number || "—"));
@@ -86,7 +87,9 @@
       }
       if (response.ok) {
         const snapshot = await response.json();
-        snapshotAt = Date.now();
+        // The server shares one list between pages: its waiting times may be
+        // a moment old already.
+        snapshotAt = Date.now() - (Number(snapshot.age_seconds) || 0) * 1000;
         render(snapshot.items);
       }
     } finally {
