@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.action_server import ActionServer
 from bot.dialogue import Dialogue, DialogueReply
+from bot.dialogue_stores import stores_away_seconds
 from bot.escalation import CallerTurn, EscalationRules, detect
 from bot.events import (
     BotTurn,
@@ -35,11 +36,13 @@ from bot.events import (
     TranscriptFinal,
 )
 from bot.handoff import TranscriptLine, build_handoff
+from bot.handoff_keeper import HandoffKeeper, QueuedHandoff, enqueue_once, start_handoff_replay
 from bot.model_store import model_info
-from bot.queue import AgentQueue
+from bot.queue import AgentQueue, QueueItem
 from bot.responses import Response
+from bot.retry import Backoff, is_transient
 from bot.settings import Settings
-from bot.store import CallStore
+from bot.store import CallStore, database_key
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,10 @@ _SPACES = re.compile(r"\s+")
 UNCLEAR_INTENT = "unclear_speech"
 # Terminal escape sequences (colours, cursor moves) pasted into a text call.
 _ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# How often a turn that is past its holding phrase's time looks at the stores.
+_STORE_LOOK_SECONDS = 0.1
+# A handoff the queue could not take: the first retry after this long.
+_HANDOFF_FIRST_RETRY_SECONDS = 0.5
 
 
 def clean_utterance(text: str, max_chars: int) -> str:
@@ -128,6 +135,12 @@ class Call:
     dialogue: Dialogue | None = None
     # Caller turns so far; the latest one's id (see bot/events.py).
     turn_id: int = 0
+    # Words for the caller while a turn is still being answered (a store is
+    # slow to come back), delivered at once by the channel (a voice speaks
+    # them); None: they come first in the turn's reply instead.
+    meanwhile: Callable[[str], None] | None = None
+    # The handoff the queue could not take yet, tried again while the call lasts.
+    pending_handoff: asyncio.Task[Any] | None = None
     _started: float = field(default_factory=time.monotonic)
 
     def next_turn_id(self) -> int:
@@ -189,6 +202,8 @@ class CallEngine:
         self._retire_lock = threading.Lock()  # held briefly, on the call's loop too
         self._stop_watching = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._keeper: HandoffKeeper | None = None
+        self._pending: dict[str, QueuedHandoff] = {}
 
     def start(self) -> None:
         from bot.training.deploy import production_model
@@ -197,6 +212,14 @@ class CallEngine:
         self._rules = EscalationRules.from_mapping(settings.escalation)
         self.store = CallStore(settings.store_url)
         self.queue = AgentQueue(settings.store_url)
+        resilience = settings.resilience
+        self._keeper = HandoffKeeper(
+            self.queue,
+            settings.var_dir,
+            database_key(settings.store_url),
+            Backoff(_HANDOFF_FIRST_RETRY_SECONDS, max_seconds=resilience.handoff_retry_max_seconds),
+        )
+        start_handoff_replay(settings.store_url, settings.var_dir)
         start_retention_purge(settings)
         model = production_model(
             self.store.engine, settings.project_dir, settings.models_dir, settings.dialogue.model
@@ -223,8 +246,9 @@ class CallEngine:
 
     def _load_dialogue(self, model: Path) -> Dialogue:
         dialogue = self._settings.dialogue
+        wait = Backoff(give_up_seconds=self._settings.resilience.store_wait_seconds)
         return Dialogue(
-            model, self._actions_url, dialogue.tracker_store_url, dialogue.lock_store_url
+            model, self._actions_url, dialogue.tracker_store_url, dialogue.lock_store_url, wait
         )
 
     @property
@@ -321,7 +345,9 @@ class CallEngine:
     def awaits_agent(self, call: Call) -> bool:
         """Whether the call is queued as a live call that waits for a person
         (not a call-back task, and not a call the queue could not take)."""
-        if call.queue_item_id is None or call.escalation_reason is None or self._rules is None:
+        if call.escalation_reason is None or self._rules is None:
+            return False
+        if call.queue_item_id is None and call.call_id not in self._pending:
             return False
         return self._rules.rule(call.escalation_reason).kind == "call"
 
@@ -394,34 +420,88 @@ class CallEngine:
             call.call_id, reason, rule.priority, skill, call.intents, call.transcript, slots,
             call.caller_number, call.channel,
         )  # fmt: skip
+        queued = QueuedHandoff.new(
+            call.call_id, rule.kind, reason, rule.priority, skill, handoff.caller_number,
+            handoff.to_dict(), handoff.summary,
+        )  # fmt: skip
         queue = self.queue
         loop = asyncio.get_running_loop()
         try:
-            item = await loop.run_in_executor(
-                None,
-                lambda: queue.enqueue(
-                    call.call_id,
-                    rule.kind,
-                    reason,
-                    rule.priority,
-                    skill,
-                    handoff.caller_number,
-                    handoff.to_dict(),
-                    handoff.summary,
-                ),  # fmt: skip
-            )
-            wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
+            item = await loop.run_in_executor(None, enqueue_once, queue, queued, False)
         except Exception as exc:  # a dead queue database must not drop the caller
-            log.error("call %s could not be queued: %s", call.call_id, exc)
+            self._keep_handoff(call, queued, exc)
             return [dialogue.response_text(Response.QUEUE_UNAVAILABLE)]
         call.queue_item_id = item.id
         if rule.kind == "callback":
             return []
+        try:
+            wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item.id)
+        except Exception as exc:  # queued all the same: the hold line tells the place later
+            log.error("call %s: the queue's wait cannot be read: %s", call.call_id, exc)
+            return [dialogue.response_text(Response.QUEUE_UNAVAILABLE)]
         return [
             dialogue.response_text(Response.QUEUE_POSITION).format(
                 position=item.position, wait=speak_wait(wait)
             )
         ]
+
+    def _keep_handoff(self, call: Call, queued: QueuedHandoff, exc: BaseException) -> None:
+        """A handoff the queue could not take: tried again while the caller is
+        on the line (``bot/handoff_keeper.py``), kept in a file if they leave first."""
+        keeper = self._keeper
+        if keeper is None or not is_transient(exc):
+            if keeper is not None:
+                keeper.reject(queued, exc)
+            else:
+                log.error("call %s could not be queued: %s", call.call_id, exc)
+            return
+        log.warning(
+            "call %s: the queue is unreachable (%s); its handoff is kept and tried again "
+            "while the caller waits",
+            call.call_id, exc,
+        )  # fmt: skip
+        self._pending[call.call_id] = queued
+
+        async def keep() -> QueueItem | None:
+            try:
+                item = await keeper.keep(queued)
+            finally:
+                if not call.ended:
+                    self._pending.pop(call.call_id, None)
+            if item is not None:
+                call.queue_item_id = item.id
+            return item
+
+        call.pending_handoff = asyncio.ensure_future(keep())
+
+    async def _respond(
+        self, call: Call, dialogue: Dialogue, utterance: str
+    ) -> tuple[DialogueReply, tuple[str, ...]]:
+        """The dialogue's reply; when a store it waits for is away past
+        ``resilience.holding_phrase_after_seconds``, the holding phrase is said
+        first (once): through ``call.meanwhile`` (then not in what is returned
+        second), else at the head of the reply."""
+        resilience = self._settings.resilience
+        stores = self._settings.dialogue
+        answer = asyncio.ensure_future(dialogue.respond(call.call_id, utterance))
+        first: tuple[str, ...] = ()
+        try:
+            await asyncio.wait({answer}, timeout=resilience.holding_phrase_after_seconds)
+            while not answer.done():
+                if stores_away_seconds(stores.tracker_store_url, stores.lock_store_url) is not None:
+                    phrase = resilience.holding_phrase
+                    call.transcript.append(TranscriptLine(call.t_ms(), "bot", phrase))
+                    log.info("call %s: a store is away; the caller hears %r", call.call_id, phrase)
+                    if call.meanwhile is not None:
+                        call.meanwhile(phrase)
+                    else:
+                        first = (phrase,)
+                    break
+                await asyncio.wait({answer}, timeout=_STORE_LOOK_SECONDS)
+            return await answer, first
+        finally:
+            if not answer.done():
+                answer.cancel()
 
     async def turn(
         self,
@@ -454,7 +534,9 @@ class CallEngine:
             if self._action_server is not None:
                 # A server that died between turns comes back before it is needed.
                 self._action_server.ensure_running()
-            reply = await dialogue.respond(call.call_id, utterance)
+            reply, first = await self._respond(call, dialogue, utterance)
+            if first:
+                reply = dataclasses.replace(reply, bot=(*first, *reply.bot))
             if reply.failed_actions and self._action_server is not None:
                 self._action_server.ensure_running()
             call.caller_turns.append(
@@ -466,7 +548,8 @@ class CallEngine:
             if reply.escalation_reason and call.escalation_reason is None:
                 told = await self._hand_over(call, reply.escalation_reason)
                 reply = dataclasses.replace(reply, bot=(*reply.bot, *told))
-            call.transcript.extend(TranscriptLine(call.t_ms(), "bot", b) for b in reply.bot)
+            said = reply.bot[len(first) :]  # the holding phrase is in the transcript already
+            call.transcript.extend(TranscriptLine(call.t_ms(), "bot", b) for b in said)
         dialogue_ms = (time.perf_counter() - started) * 1000
         call.emit(
             BotTurn(
@@ -549,6 +632,11 @@ class CallEngine:
         recording_path: str | None = None,
         error: str | None = None,
     ) -> None:
+        queued = self._pending.pop(call.call_id, None)
+        if call.pending_handoff is not None and not call.pending_handoff.done():
+            call.pending_handoff.cancel()
+            if queued is not None and self._keeper is not None:
+                self._keeper.spill(queued)
         if not call.ended:
             call.ended = True
             call.emit(

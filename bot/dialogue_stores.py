@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -61,10 +62,38 @@ def without_waiting() -> Iterator[None]:
         _waits.reset(token)
 
 
+# One outage record per store in the process, shared by every model loaded
+# (a deployment loads a second beside the first): (kind, URL) -> its record.
+_store_outages: dict[tuple[str, str], Outage] = {}
+_store_outages_lock = threading.Lock()
+
+
 def store_outage(kind: str, url: str, backoff: Backoff) -> Outage:
     """The outage record of the ``tracker store`` or ``lock store`` at ``url``,
     named as the log shows it: ``the tracker store (dialogue.tracker_store_url,
-    database at host:port/db)``."""
+    database at host:port/db)``. The same store gets the same record (its
+    backoff is the latest one asked for)."""
+    with _store_outages_lock:
+        outage = _store_outages.get((kind, url))
+        if outage is None:
+            outage = _store_outages[(kind, url)] = _new_store_outage(kind, url, backoff)
+        outage.backoff = backoff
+        return outage
+
+
+def stores_away_seconds(tracker_store_url: str, lock_store_url: str) -> float | None:
+    """How long the longer-away of these dialogue stores has been away in this
+    process; None while both answer (or no call has used them yet)."""
+    with _store_outages_lock:
+        outages = [
+            _store_outages.get(key)
+            for key in (("tracker store", tracker_store_url), ("lock store", lock_store_url))
+        ]
+    away = [seconds for o in outages if o is not None and (seconds := o.away_seconds) is not None]
+    return max(away) if away else None
+
+
+def _new_store_outage(kind: str, url: str, backoff: Backoff) -> Outage:
     if not url:
         return Outage(f"the {kind} (in memory)", backoff)
     address = database_address if kind == "tracker store" else redis_address

@@ -217,6 +217,31 @@ class SurveySettings:
             )
 
 
+@dataclass(frozen=True)
+class ResilienceSettings:
+    """Calls while a database or Redis is away (``bot/retry.py``)."""
+
+    # A turn waits this long for the tracker or lock store before the caller
+    # hears the apology and is put through to a person.
+    store_wait_seconds: float = 10.0
+    # A turn that has waited this long for a store that is away says this
+    # first (once a turn), so the caller does not wait in silence.
+    holding_phrase_after_seconds: float = 1.5
+    holding_phrase: str = "One moment please."
+    # A handoff the queue could not take is tried again while the caller is
+    # on the line, waiting at most this long between attempts.
+    handoff_retry_max_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("store_wait_seconds", "holding_phrase_after_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"resilience.{name}: expected 0 or more")
+        if self.handoff_retry_max_seconds <= 0:
+            raise SettingsError("resilience.handoff_retry_max_seconds: expected more than 0")
+        if not self.holding_phrase.strip():
+            raise SettingsError("resilience.holding_phrase: the caller must hear something")
+
+
 # console.secure_cookies: auto (None), or a boolean.
 _SECURE_COOKIES: dict[str, bool | None] = {
     "auto": None,
@@ -287,6 +312,7 @@ class Settings:
     callback: CallbackSettings = field(default_factory=CallbackSettings)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     survey: SurveySettings = field(default_factory=SurveySettings)
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -332,6 +358,7 @@ _SECTIONS = {
     "callback": CallbackSettings,
     "console": ConsoleConfig,
     "survey": SurveySettings,
+    "resilience": ResilienceSettings,
 }
 
 

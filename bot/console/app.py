@@ -52,6 +52,7 @@ from bot.console.web import (
     render,
     safe_local_path,
 )
+from bot.handoff_keeper import start_handoff_replay
 from bot.queue import AgentQueue, QueueSettings, QueueWatcher
 from bot.queue.accounts import AgentAccounts
 from bot.queue.schema import WRITE_OPTION
@@ -213,6 +214,8 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await feed.start()
+        if settings.project is not None:  # handoffs of calls that ended while the queue was away
+            start_handoff_replay(settings.database_url, settings.project.var_dir, settings.queue)
         try:
             yield
         finally:

@@ -249,7 +249,8 @@ def render(
         "session": session,
         "csrf_token": session.csrf_token if session else "",
         "agent_state": agent_state,
-        # Model actions (retrain, evaluate, deploy, roll back) are shown only to those who may use them.
+        # Model actions (retrain, evaluate, deploy, roll back) are shown only
+        # to those who may use them.
         "may_deploy": session is not None and session.may_open("deploy"),
         "state_choices": state_choices,
         "notice": notice_for(request.query_params.get("notice")),

@@ -127,6 +127,8 @@ class CallSession:
         # prepared and spoken, a pause being judged, the wait on hold.
         self._finalising: asyncio.Task[None] | None = None
         self._replying: asyncio.Task[None] | None = None
+        # The holding phrase, spoken while a slow turn is still being answered.
+        self._meanwhile: asyncio.Task[None] | None = None
         self._judging: asyncio.Task[None] | None = None
         self._holding: asyncio.Task[None] | None = None
         self._pause: Pause | None = None
@@ -152,6 +154,7 @@ class CallSession:
             line=getattr(self.channel, "line_info", None),
         )
         self.call = call
+        call.meanwhile = self._say_meanwhile
         self._voice = BotVoice(call, self.channel, self.speaker)
         self._responder = Responder(self.engine, call, self.settings)
         if self.recordings_dir is not None:
@@ -204,7 +207,9 @@ class CallSession:
             if isinstance(signal, TurnEnded):
                 self._turn_ended(signal)  # the caller's speech_ended, always
         waiting = self._hold is not None
-        for task in (self._holding, self._judging, self._finalising, self._replying):
+        for task in (
+            self._holding, self._judging, self._finalising, self._replying, self._meanwhile
+        ):  # fmt: skip
             if task is not None and not task.done():
                 task.cancel()
                 await _quietly(task)
@@ -440,10 +445,24 @@ class CallSession:
             hint = self._keypad.hint_for(answer.expectation) if self._keypad else None
             if hint is not None and texts:
                 texts.append(hint)
+            if self._meanwhile is not None:  # the holding phrase first, then the answer
+                await _quietly(self._meanwhile)
+                self._meanwhile = None
             cut = await self._say(texts, ended.turn_id, ended.last_speech_ms, timings)
             await self._after_speaking(answer.then_end, cut)
 
         self._replying = asyncio.create_task(reply())
+
+    def _say_meanwhile(self, text: str) -> None:
+        """Words while the caller's turn is still being answered (a store the
+        dialogue needs is slow to come back): spoken now, the answer after."""
+        assert self._voice is not None and self.call is not None
+        voice, turn_id = self._voice, self.call.turn_id
+
+        async def say() -> None:
+            await voice.say([text], turn_id)
+
+        self._meanwhile = asyncio.create_task(say())
 
     def _say_later(self, texts: list[str], then_end: EndReason | None = None) -> None:
         """Bot speech the caller did not ask for: greeting, reprompts, the time limit."""

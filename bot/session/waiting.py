@@ -14,7 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from bot.call import Call, CallEngine
+from bot.call import Call, CallEngine, speak_wait
 from bot.events import EndReason
 from bot.expectations import is_yes
 from bot.hold import HoldLine, convert_to_callback, hold_chunks
@@ -63,7 +63,9 @@ class HoldController:
 
     @staticmethod
     def possible(engine: CallEngine, call: Call, hold_pcm: bytes | None) -> bool:
-        return hold_pcm is not None and call.queue_item_id is not None and engine.queue is not None
+        """Queued, or with a handoff the queue will take once it is back."""
+        queued = call.queue_item_id is not None or engine.awaits_agent(call)
+        return hold_pcm is not None and engine.queue is not None and queued
 
     async def wait(self, caller_number: str | None) -> EndReason | None:
         """Holds the caller until the wait ends: the reason the call ends, or
@@ -78,6 +80,8 @@ class HoldController:
         )
         self._start_music()
         try:
+            if call.queue_item_id is None and not await self._until_queued():
+                return self._ended or EndReason.TRANSFERRED
             while self._ended is None:
                 with busy(self._channel):
                     step = await line.next_step(self._channel.now_ms())
@@ -103,6 +107,31 @@ class HoldController:
             line.close()
             if self._bridge is not None:
                 await self._bridge.close()
+
+    async def _until_queued(self) -> bool:
+        """The queue was away when the call escalated: the caller hears the
+        hold music (nothing about a place in line) while the engine tries the
+        handoff again; once it is queued, their place. False when it never
+        was (the queue refused it, or the call is ending)."""
+        call = self._call
+        pending = call.pending_handoff
+        if pending is not None and self._ended is None:
+            await asyncio.wait({pending})  # not cancelled with the wait: the engine owns it
+        if call.queue_item_id is None or self._ended is not None:
+            return False
+        queue, item_id = self._engine.queue, call.queue_item_id
+        if queue is None or not self._engine.awaits_agent(call):
+            return True
+        loop = asyncio.get_running_loop()
+        try:
+            position = await loop.run_in_executor(None, queue.position, item_id)
+            wait = await loop.run_in_executor(None, queue.estimated_wait_seconds, item_id)
+        except Exception as exc:  # the hold line reads it again later
+            log.warning("call %s: the queue's wait cannot be read: %s", call.call_id, exc)
+            return True
+        text = self._engine.dialogue_of(call).response_text(Response.QUEUE_POSITION)
+        await self.say([text.format(position=position, wait=speak_wait(wait))])
+        return True
 
     @property
     def agent_talking(self) -> bool:

@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,16 @@ import pytest
 import sqlalchemy as sa
 
 from bot.action_server import ActionServer
-from bot.call import CallEngine
+from bot.call import Call, CallEngine, LineInfo, TurnResult
+from bot.chat import TextCall
 from bot.events import BotTurn, CallEnded, CallStarted, EndReason, TranscriptFinal
+from bot.handoff_keeper import HUNG_UP_NOTE, replay_handoff_spills
+from bot.handoff_keeper import SPILL_PREFIX as HANDOFF_SPILL_PREFIX
 from bot.queue import AgentQueue
+from bot.queue.schema import items
 from bot.retry import Backoff
 from bot.settings import Settings, load_settings
-from bot.store import CallStore, calls, turns
+from bot.store import CallStore, calls, database_key, turns
 from bot.store_writer import SPILL_PREFIX
 from tests.conftest import isolated_env
 from tests.queue_databases import QueueDatabase, postgres_schema
@@ -505,87 +510,197 @@ def test_writes_wait_in_a_spill_file_until_the_database_is_back(
     assert not list(tmp_path.glob(f"{SPILL_PREFIX}*"))
 
 
+# -- the caller is spoken to while a store is away, and no handoff is lost
+
+HOLDING_PHRASE = "One moment please."
+QUEUE_UNAVAILABLE = "Please stay on the line and a colleague will be with you as soon as possible."
+
+
+def test_a_turn_waiting_for_the_tracker_store_says_one_moment_then_answers(
+    engine: CallEngine, outages: Outages
+) -> None:
+    async def call() -> tuple[list[str], list[str]]:
+        text_call = TextCall(engine)
+        asked = await text_call.say("where is my order")
+        assert HOLDING_PHRASE not in asked.bot  # no store away: no phrase
+        outages.tracker.cut()
+        try:
+            turn = asyncio.ensure_future(text_call.say("one two three four five"))
+            # The phrase joins the call's transcript the moment it is due.
+            while not any(line.text == HOLDING_PHRASE for line in text_call.call.transcript):
+                assert not turn.done(), turn.result()
+                await asyncio.sleep(0.05)
+        finally:
+            outages.tracker.restore()
+        answered = await turn
+        await text_call.hang_up("caller_hang_up")
+        assert not answered.escalated, answered
+        return list(answered.bot), [line.text for line in text_call.call.transcript]
+
+    bot, transcript = asyncio.run(call())
+    assert bot[0] == HOLDING_PHRASE
+    assert "shipped" in " ".join(bot[1:])  # the form's state survived the wait
+    assert transcript.count(HOLDING_PHRASE) == 1
+
+
+def queue_items(outages: Outages, call_id: str) -> list[dict[str, Any]]:
+    """The queue's rows of a call, read past the proxy."""
+    db = sa.create_engine(outages.database.url, future=True)
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(
+                sa.select(items).where(items.c.call_id == call_id).order_by(items.c.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+    finally:
+        db.dispose()
+
+
+async def escalate_while_the_queue_is_away(engine: CallEngine, call: Call) -> TurnResult:
+    await engine.turn(call, "where is my order")
+    result = await engine.turn(call, "i want to speak to a person")
+    assert result.escalation_reason == "explicit_request"
+    assert result.bot[-1] == QUEUE_UNAVAILABLE
+    assert call.queue_item_id is None and call.pending_handoff is not None
+    assert engine.awaits_agent(call)  # the caller waits on hold meanwhile
+    return result
+
+
+def test_a_handoff_waits_for_the_queue_and_is_queued_once(
+    engine: CallEngine, outages: Outages
+) -> None:
+    async def call() -> str:
+        call = engine.new_call()
+        outages.store.cut()
+        try:
+            await escalate_while_the_queue_is_away(engine, call)
+            await asyncio.sleep(1.0)  # a few attempts fail meanwhile
+            assert not call.pending_handoff.done()  # type: ignore[union-attr]
+        finally:
+            outages.store.restore()
+        assert call.pending_handoff is not None
+        item = await asyncio.wait_for(call.pending_handoff, PATIENCE_SECONDS)
+        assert item is not None and call.queue_item_id == item.id
+        engine.end_call(call, "caller_hang_up")
+        return call.call_id
+
+    call_id = asyncio.run(call())
+    (item,) = queue_items(outages, call_id)
+    assert (item["kind"], item["status"], item["reason"]) == ("call", "waiting", "explicit_request")
+    package = json.loads(item["handoff"])
+    said = [line["text"] for line in package["transcript"] if line["speaker"] == "caller"]
+    assert said == ["where is my order", "i want to speak to a person"]
+    assert "the status of an order" in item["summary"]
+
+
+def test_a_call_ending_while_the_queue_is_away_leaves_its_handoff_for_the_next_start(
+    engine: CallEngine,
+    outages: Outages,
+    outage_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    spill_dir = outage_settings.var_dir
+    number = "+447700900123"
+
+    async def calls() -> tuple[str, str]:
+        with_number = engine.new_call(line=LineInfo(1, caller_number=number))
+        without = engine.new_call()
+        outages.store.cut()
+        try:
+            for call in (with_number, without):
+                await escalate_while_the_queue_is_away(engine, call)
+            # Both callers hang up before the queue is back.
+            engine.end_call(with_number, "caller_hang_up")
+            engine.end_call(without, "caller_hang_up")
+        finally:
+            outages.store.restore()
+        return with_number.call_id, without.call_id
+
+    called_back, abandoned = asyncio.run(calls())
+    (spill,) = spill_dir.glob(f"{HANDOFF_SPILL_PREFIX}*.jsonl")
+    assert any(str(spill) in r.getMessage() for r in caplog.records)
+    kept = [json.loads(line) for line in spill.read_text().splitlines()]
+    assert [h["call_id"] for h in kept] == [called_back, abandoned]
+    assert queue_items(outages, called_back) == queue_items(outages, abandoned) == []
+
+    # The next start queues them; a second start finds nothing left to do.
+    key = database_key(outage_settings.store_url)
+    url, settings = outages.database.url, outages.database.settings
+    assert replay_handoff_spills(url, spill_dir, key, settings) == 2
+    assert replay_handoff_spills(url, spill_dir, key, settings) == 0
+    assert not list(spill_dir.glob(f"{HANDOFF_SPILL_PREFIX}*"))
+
+    # Known number: a callback task; none: an abandoned call the reports count.
+    (callback,) = queue_items(outages, called_back)
+    assert (callback["kind"], callback["status"], callback["caller_number"]) == (
+        "callback", "waiting", number,
+    )  # fmt: skip
+    assert callback["summary"].endswith(HUNG_UP_NOTE)
+    assert callback["enqueued_at"] == datetime.fromisoformat(kept[0]["escalated_at"])
+    (gone,) = queue_items(outages, abandoned)
+    assert (gone["kind"], gone["status"]) == ("call", "abandoned")
+    assert gone["abandoned_wait_seconds"] > 0
+
+
 # -- several processes on one SQLite file
 
 
 def open_and_call(url: str, folder: str, start: Any, results: Any) -> None:
     """In a spawned process: opens the call store and the queue the moment
-    the others do, then stores a short call; puts ("ok", call id) or the error."""
-    call_id = f"call-{os.getpid()}"
+    the others do, then, again at the same moment as the others, stores calls
+    and queues one of them; puts ("ok", call ids) or the error."""
+    call_ids = [f"call-{os.getpid()}-{n}" for n in range(3)]
     try:
         start.wait()
         store = CallStore(url, redact_after_call=False, spill_dir=Path(folder))
-        AgentQueue(url).close()
-        store.listener(CallStarted(call_id, 0, "text"))
-        for turn_id, words in enumerate(("hello", "goodbye"), 1):
-            store.listener(BotTurn(call_id, turn_id, user=words, turn_id=turn_id))
-        store.listener(CallEnded(call_id, 3, EndReason.BOT_HANG_UP))
+        queue = AgentQueue(url)
+        start.wait()  # every process writes to the one file at once
+        for call_id in call_ids:
+            store.listener(CallStarted(call_id, 0, "text"))
+            for turn_id, words in enumerate(WORDS, 1):
+                store.listener(BotTurn(call_id, turn_id, user=words, turn_id=turn_id))
+            store.listener(CallEnded(call_id, 9, EndReason.BOT_HANG_UP))
+        queue.enqueue(call_ids[0], "call", "explicit_request")
+        queue.close()
         store.close()
-        results.put(("ok", call_id))
+        results.put(("ok", call_ids))
     except Exception as exc:  # reported to the test, which fails on it
         results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def test_stores_opened_at_the_same_moment_by_several_processes(tmp_path: Path) -> None:
+WORDS = ("hello", "where is my order", "one two three", "thanks", "goodbye")
+
+
+def test_several_processes_write_to_one_sqlite_file_at_once(tmp_path: Path) -> None:
     """Creating the tables and switching a new file to WAL race when processes
-    start together (the first creates a table another has just looked for)."""
+    start together (the first creates a table another has just looked for);
+    then their writes meet on the file's lock, which each waits for."""
     context = multiprocessing.get_context("spawn")
-    for attempt in range(2):
-        url = f"sqlite:///{tmp_path / f'calls-{attempt}.sqlite3'}"
-        start, results = context.Barrier(6), context.Queue()
-        processes = [
-            context.Process(target=open_and_call, args=(url, str(tmp_path), start, results))
-            for _ in range(6)
-        ]
-        for process in processes:
-            process.start()
-        outcomes = [results.get(timeout=PATIENCE_SECONDS) for _ in processes]
-        for process in processes:
-            process.join(timeout=PATIENCE_SECONDS)
-        assert [kind for kind, _ in outcomes] == ["ok"] * 6, outcomes
-        store = CallStore(url, spill_dir=tmp_path)
-        try:
-            for _, call_id in outcomes:
-                assert [t["transcript"] for t in store.turns(call_id)] == ["hello", "goodbye"]
-        finally:
-            store.close()
-
-
-def test_processes_starting_together_share_one_sqlite_file(
-    project_dir: Path, tmp_path: Path, action_server: ActionServer, dialogue_model: Path
-) -> None:
-    env = {**os.environ, **isolated_env(tmp_path)}
-    said = ["hello", "what are your opening hours", "goodbye"]
+    url = f"sqlite:///{tmp_path / 'calls.sqlite3'}"
+    start, results = context.Barrier(6), context.Queue()
     processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bot", "chat", "--json"]
-            + ["--actions-url", action_server.webhook_url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=project_dir,
-            env=env,
-        )
-        for _ in range(4)
+        context.Process(target=open_and_call, args=(url, str(tmp_path), start, results))
+        for _ in range(6)
     ]
-    script = "".join(f"{line}\n" for line in said)
-    results = [p.communicate(script, timeout=600) for p in processes]
-    for process, (_out, err) in zip(processes, results, strict=True):
-        assert process.returncode == 0, err[-3000:]
-    call_ids = set()
-    for out, _err in results:
-        lines = [json.loads(line) for line in out.splitlines()]
-        assert [t["user"] for t in lines] == said
-        assert all(t["bot"] and not t["escalated"] for t in lines), lines
-        call_ids.add(lines[0]["call_id"])
-    assert len(call_ids) == 4
-    store = CallStore(env["VOICEBOT_STORE_URL"], spill_dir=tmp_path)
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=PATIENCE_SECONDS) for _ in processes]
+    for process in processes:
+        process.join(timeout=PATIENCE_SECONDS)
+    assert [kind for kind, _ in outcomes] == ["ok"] * 6, outcomes
+    # Nothing waited in a spill file or was refused: every write went in.
+    assert not list(tmp_path.glob("call-store-*.jsonl"))
+    store = CallStore(url, spill_dir=tmp_path)
+    queue = AgentQueue(url)
     try:
-        for call_id in call_ids:
-            assert [t["transcript"] for t in store.turns(call_id)] == said
-            row = store.call(call_id)
-            assert row is not None and row["end_reason"] == "bot_hang_up"
+        for _, call_ids in outcomes:
+            for call_id in call_ids:
+                assert [t["transcript"] for t in store.turns(call_id)] == list(WORDS)
+                row = store.call(call_id)
+                assert row is not None and row["end_reason"] == "bot_hang_up"
+        queued = sorted(item.call_id for item in queue.waiting())
+        assert queued == sorted(call_ids[0] for _, call_ids in outcomes)
     finally:
+        queue.close()
         store.close()
-    assert not list(tmp_path.glob(f"{SPILL_PREFIX}*"))
