@@ -318,6 +318,12 @@ class CallEngine:
     async def warm_up(self) -> None:
         await self.dialogue.warm_up()
 
+    @property
+    def action_server(self) -> ActionServer | None:
+        """The action server this engine started and supervises; None when
+        ``dialogue.actions_url`` points at one run elsewhere, or before start."""
+        return self._action_server
+
     def close(self) -> None:
         self._stop_watching.set()
         if self._watcher is not None:

@@ -103,9 +103,8 @@ class BotOperations:
         if configured:
             base = configured.rstrip("/").removesuffix("/webhook")
             return None if health_ok(base) else f"the action server at {base} does not answer"
-        # The engine's own supervised server (CallEngine keeps it to itself;
-        # this only reads its state).
-        server = getattr(self.engine, "_action_server", None)
+        # The engine's own supervised server.
+        server = self.engine.action_server
         if server is None:
             return "the action server is not started yet"
         if not server.alive():

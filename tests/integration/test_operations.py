@@ -335,7 +335,7 @@ def test_a_bot_whose_action_server_is_down_is_not_ready(
     assert operations.listener is not None
     operations.mark_answering()
     assert get(operations.listener.url + "/readyz").status == 200
-    server = call_engine._action_server  # the engine's supervised server
+    server = call_engine.action_server
     assert server is not None and server.pid is not None
     os.kill(server.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
