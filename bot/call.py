@@ -166,7 +166,10 @@ def start_retention_purge(settings: Settings) -> threading.Thread:
 
         try:
             report = purge_expired(
-                settings.store_url, settings.recordings_dir, settings.privacy.retention_days
+                settings.store_url,
+                settings.recordings_dir,
+                settings.privacy.retention_days,
+                audit_days=settings.privacy.audit_days,
             )
         except Exception:
             log.exception("purging expired call data failed")

@@ -501,7 +501,12 @@ def _cmd_privacy(settings: Settings, args: argparse.Namespace) -> int:
     days = settings.privacy.retention_days if args.days is None else args.days
     out = json_stdout() if args.json else sys.stdout
     try:
-        report = purge_expired(settings.store_url, settings.recordings_dir, days)
+        report = purge_expired(
+            settings.store_url,
+            settings.recordings_dir,
+            days,
+            audit_days=settings.privacy.audit_days,
+        )
     except RetentionError as exc:
         raise CliError(str(exc)) from exc
     out.write((json.dumps(report.to_dict()) if args.json else report.summary()) + "\n")

@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.queue.accounts import audit_log
 from bot.queue.schema import FINAL_STATUSES, WRITE_OPTION, create_queue_engine
 from bot.queue.schema import items as queue_items
 from bot.queue.schema import messages as agent_messages
@@ -58,6 +59,7 @@ class PurgeReport:
     calls_scrubbed: int
     queue_items_scrubbed: int
     cutoff: datetime
+    audit_rows_deleted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class PurgeReport:
             "calls_scrubbed": self.calls_scrubbed,
             "queue_items_scrubbed": self.queue_items_scrubbed,
             "cutoff": self.cutoff.isoformat(),
+            "audit_rows_deleted": self.audit_rows_deleted,
         }
 
     def summary(self) -> str:
@@ -72,7 +75,8 @@ class PurgeReport:
         return (
             f"calls older than {self.cutoff.isoformat(timespec='seconds')}: "
             f"{self.calls_scrubbed} scrubbed, {self.recordings_deleted} recordings deleted, "
-            f"{self.queue_items_scrubbed} queue items scrubbed"
+            f"{self.queue_items_scrubbed} queue items scrubbed, "
+            f"{self.audit_rows_deleted} audit log rows deleted"
         )
 
 
@@ -154,12 +158,16 @@ def purge_expired(
     retention_days: int,
     now: datetime | None = None,
     queue_url: str = "",
+    audit_days: int = 0,
 ) -> PurgeReport:
     """Purges the calls that expired ``retention_days`` before ``now`` (default:
-    the current time). The queue is in ``queue_url``, or in the call store's
-    database when that is empty."""
+    the current time), and audit log rows older than ``audit_days`` (0: none).
+    The queue is in ``queue_url``, or in the call store's database when that is
+    empty."""
     if retention_days < 0:
         raise RetentionError(f"retention_days must be 0 or more, got {retention_days}")
+    if audit_days < 0:
+        raise RetentionError(f"audit_days must be 0 or more, got {audit_days}")
     moment = now if now is not None else datetime.now(timezone.utc)
     if moment.tzinfo is None:
         raise RetentionError("now must be a timezone-aware datetime (for example in UTC)")
@@ -169,10 +177,23 @@ def purge_expired(
     queue_engine = create_queue_engine(queue_url or store_url)
     try:
         purge = _Purge(calls_engine, queue_engine, recordings_dir, cutoff, moment)
-        return purge.run()
+        report = purge.run()
+        if audit_days:
+            deleted = _delete_audit_rows(queue_engine, moment - timedelta(days=audit_days))
+            report = replace(report, audit_rows_deleted=deleted)
+        return report
     finally:
         queue_engine.dispose()
         calls_engine.dispose()
+
+
+def _delete_audit_rows(engine: Engine, before: datetime) -> int:
+    if not _has_tables(engine, (audit_log.name,)):
+        return 0
+    writes = engine.execution_options(**{WRITE_OPTION: True})
+    with writes.begin() as conn:
+        result = conn.execute(audit_log.delete().where(audit_log.c.at < before))
+    return int(result.rowcount)
 
 
 def _has_tables(engine: Engine, names: Iterable[str]) -> bool:

@@ -102,6 +102,9 @@ class TrainingSettings:
 class PrivacySettings:
     # Recordings and unredacted caller details are deleted after this many days.
     retention_days: int = 30
+    # The console's audit log (sign-ins with client addresses, account
+    # changes) is kept this many days; 0 keeps it for ever.
+    audit_days: int = 365
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from bot.call import start_retention_purge
 from bot.handoff import TranscriptLine, build_handoff
 from bot.privacy import NORMALISER_KINDS
 from bot.queue import AgentQueue
+from bot.queue.accounts import audit_log, create_account_tables, record_event
 from bot.queue.schema import items as queue_items
 from bot.queue.schema import messages as agent_messages
 from bot.retention import (
@@ -278,12 +279,13 @@ def test_only_files_inside_the_recordings_folder_are_deleted(tmp_path: Path) -> 
 
 def test_an_empty_database_or_one_without_a_queue_is_fine(tmp_path: Path) -> None:
     empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-    report = purge_expired(empty, tmp_path / "recordings", 30, now=NOW)
+    report = purge_expired(empty, tmp_path / "recordings", 30, now=NOW, audit_days=365)
     assert report.to_dict() == {
         "recordings_deleted": 0,
         "calls_scrubbed": 0,
         "queue_items_scrubbed": 0,
         "cutoff": "2025-05-31T12:00:00+00:00",
+        "audit_rows_deleted": 0,
     }
     engine = create_db_engine(empty)
     with engine.connect() as conn:
@@ -317,6 +319,30 @@ def test_a_queue_in_its_own_database_is_scrubbed_there(tmp_path: Path) -> None:
         ).scalar_one()
     engine.dispose()
     assert number is None
+
+
+def test_audit_rows_older_than_audit_days_are_deleted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'calls.sqlite3'}"
+    make_store(url)
+    engine = create_db_engine(url)
+    create_account_tables(engine)
+    with engine.begin() as conn:
+        for days, name in ((400, "old"), (300, "recent"), (0, "today")):
+            at = NOW - timedelta(days=days)
+            record_event(conn, "login_failed", name, at, address="192.0.2.7")
+    engine.dispose()
+
+    report = purge_expired(url, tmp_path / "recordings", 30, now=NOW, audit_days=365)
+
+    assert report.audit_rows_deleted == 1
+    assert "1 audit log rows deleted" in report.summary()
+    engine = create_db_engine(url)
+    with engine.connect() as conn:
+        names = conn.execute(sa.select(audit_log.c.name).order_by(audit_log.c.id)).scalars()
+        assert list(names) == ["recent", "today"]
+    engine.dispose()
+    # 0 keeps the log for ever.
+    assert purge_expired(url, tmp_path / "r", 30, now=NOW, audit_days=0).audit_rows_deleted == 0
 
 
 OLD_CALLS_TABLE = """CREATE TABLE calls (
@@ -354,6 +380,8 @@ def test_bad_arguments_say_what_to_change(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'calls.sqlite3'}"
     with pytest.raises(RetentionError, match="0 or more"):
         purge_expired(url, tmp_path, -1, now=NOW)
+    with pytest.raises(RetentionError, match="audit_days must be 0 or more"):
+        purge_expired(url, tmp_path, 30, now=NOW, audit_days=-1)
     with pytest.raises(RetentionError, match="timezone-aware"):
         purge_expired(url, tmp_path, 30, now=datetime(2025, 6, 30, 12, 0))
 
