@@ -148,9 +148,10 @@ class Dialogue:
         store_backoff: Backoff = STORE_BACKOFF,
     ) -> None:
         # Rasa and TensorFlow take seconds to import: only when a call needs them.
-        from rasa.core.agent import Agent
         from rasa.utils.endpoints import EndpointConfig
         from rasa.utils.log_utils import configure_structlog
+
+        from bot.model_cache import load_agent
 
         # Rasa's structured log prints every debug line unless configured.
         configure_structlog(logging.WARNING)
@@ -162,8 +163,8 @@ class Dialogue:
         self._tracker_outage = store_outage("tracker store", tracker_store_url, store_backoff)
         lock_outage = store_outage("lock store", lock_store_url, store_backoff)
         try:
-            self._agent = Agent.load(
-                str(model_path),
+            self._agent = load_agent(
+                model_path,
                 action_endpoint=EndpointConfig(url=actions_url),
                 tracker_store=sql_tracker_store(tracker_store_url, self._tracker_outage),
                 lock_store=redis_lock_store(lock_store_url),

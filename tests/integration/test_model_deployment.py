@@ -148,3 +148,31 @@ def test_rollback_needs_an_earlier_model(tmp_path: Path) -> None:
         deploy.rollback_target(db, "dialogue-bbbb")
     assert deploy.rollback_target(db, "dialogue-aaaa") == "dialogue-aaaa"
     assert deploy.deployed_model_name(db) == "dialogue-aaaa"
+
+
+def test_a_copy_of_a_loaded_model_is_not_loaded_again(
+    engine: CallEngine, settings: Settings, dialogue_model: Path, tmp_path: Path
+) -> None:
+    """The twin is the shipped archive under another name: a second agent on
+    it gets the graph already loaded (no half-minute load), its own trackers,
+    and its own model file; a file that differs loads on its own."""
+    from bot.dialogue import Dialogue, DialogueError
+    from bot.model_cache import MAX_MODELS, loaded_models
+
+    twin = settings.models_dir / f"{TWIN}.tar.gz"
+    first = engine.dialogue
+    second = Dialogue(twin, settings.dialogue.actions_url or "http://127.0.0.1:1/webhook")
+    try:
+        shared = second._agent.processor.graph_runner
+        assert shared is first._agent.processor.graph_runner
+        assert second.model_path == twin and first.model_path != twin
+        assert second._agent.tracker_store is not first._agent.tracker_store
+        assert second._agent.domain.responses == first._agent.domain.responses
+        assert 1 <= loaded_models() <= MAX_MODELS
+    finally:
+        second.close()
+
+    broken = tmp_path / "dialogue-0123456789abcdef.tar.gz"
+    broken.write_bytes(dialogue_model.read_bytes()[:1000])  # another file: loaded, and fails
+    with pytest.raises(DialogueError, match="cannot load dialogue model"):
+        Dialogue(broken, "http://127.0.0.1:1/webhook")
