@@ -54,7 +54,7 @@ def _load(model_path: Path) -> tuple[str, Any, Any]:
 
 
 def loaded_models() -> int:
-    """How many model files this process holds loaded."""
+    """How many distinct models (by content) this process holds loaded."""
     with _lock:
         return len(_loaded)
 
