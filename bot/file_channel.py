@@ -33,6 +33,9 @@ from bot.pcm import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ, to_mono_16k
 log = logging.getLogger(__name__)
 
 _SILENT_FRAME = b"\0" * FRAME_BYTES
+# How far a paced call may fall behind the wall clock and still catch up
+# (a sound card's buffer holds about this much before it loses audio).
+MAX_PACE_LAG_S = 2.0
 
 
 class AudioFileError(ValueError):
@@ -100,7 +103,8 @@ class FileChannel:
         self._tail_frames = int(tail_seconds * 1000 / FRAME_MS)
         self._idle_tail = 0
         self._busy = 0
-        self._last_yield = 0.0
+        # While paced: the moment and frame index the pace counts from.
+        self._paced_from: tuple[float, int] | None = None
         self._output = bytearray()
         self._play_end_frame = 0
         self._play_done: asyncio.Event | None = None
@@ -143,16 +147,30 @@ class FileChannel:
                         return
                 frame = _SILENT_FRAME
             if self._busy or self._real_time:
-                # Real time while the session works: one frame per 20 ms.
-                wait = self._last_yield + FRAME_MS / 1000 - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await self._pace()
             else:
+                self._paced_from = None
                 await asyncio.sleep(0)
-            self._last_yield = time.monotonic()
             self._frame_index += 1
             self._advance_playback()
             yield frame
+
+    async def _pace(self) -> None:
+        """Real time while the session works: frame n is handed over 20 ms
+        after frame n-1 on a fixed schedule, as a sound card's clock does, so a
+        moment the process stalled is made up (the call's clock stays with the
+        wall clock) unless it fell more than ``MAX_PACE_LAG_S`` behind."""
+        now = time.monotonic()
+        if self._paced_from is None:
+            self._paced_from = (now, self._frame_index)
+        origin, first = self._paced_from
+        due = origin + (self._frame_index - first) * FRAME_MS / 1000
+        if now - due > MAX_PACE_LAG_S:  # a long stall: start the schedule again
+            self._paced_from = (now, self._frame_index)
+        elif due > now:
+            await asyncio.sleep(due - now)
+        else:
+            await asyncio.sleep(0)
 
     # -- output
 

@@ -120,3 +120,51 @@ def test_stereo_writer(tmp_path: Path) -> None:
     assert read[:, 0].tolist() == [1, 1, 1, 1]
     assert read[:, 1].tolist() == [2, 2, 0, 0]
     assert FRAME_BYTES == 640
+
+
+class SteppedClock:
+    """A test double for the wall clock: time moves only when the channel
+    sleeps or the test says a moment passed (a stalled process)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_real_time_keeps_to_the_wall_clock_after_a_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bot.file_channel as file_channel
+
+    clock = SteppedClock()
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        clock.now += max(seconds, 0.0)
+        await real_sleep(0)
+
+    monkeypatch.setattr(file_channel.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(file_channel.asyncio, "sleep", sleep)
+    channel = FileChannel(b"\1" * FRAME_BYTES * 400, tail_seconds=0.0, real_time=True)
+
+    async def consume() -> list[float]:
+        handed: list[float] = []
+        async for _frame in channel.frames():
+            handed.append(clock.now)
+            if len(handed) == 50:
+                clock.now += 0.3  # the process stalls 300 ms: made up
+            if len(handed) == 150:
+                clock.now += 5.0  # far behind: the schedule starts again
+        return handed
+
+    handed = asyncio.new_event_loop().run_until_complete(consume())
+    start = handed[0]
+    # Frame n is due 20 ms after frame n-1 on one schedule: the 300 ms stall
+    # is made up within 15 frames, and from then on the clocks agree.
+    assert handed[100] == pytest.approx(start + 100 * 0.02)
+    assert handed[149] == pytest.approx(start + 149 * 0.02)
+    # After 5 s behind, the schedule counts from where it is now.
+    assert handed[151] - handed[150] == pytest.approx(0.02)
+    assert handed[160] == pytest.approx(handed[150] + 10 * 0.02)
