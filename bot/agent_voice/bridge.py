@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiortc import RTCIceServer
 
-from bot.agent_voice.link import AgentLink, LinkError
+from bot.agent_voice.link import AgentLink, LinkError, is_sound
 from bot.call import Call, CallEngine
 from bot.events import AgentSpeech
 from bot.pcm import FRAME_BYTES
@@ -85,6 +85,8 @@ class VoiceBridge:
         # and what stops the music before the agent's voice plays.
         self._playing = asyncio.Lock()
         self._make_way: Callable[[], Awaitable[None]] | None = None
+        self._cut_in: Callable[[], None] | None = None
+        self._voice_heard = False
         # Set when the agent's audio was lost; the hold controller acts on it.
         self.agent_lost: asyncio.Event = asyncio.Event()
         self.lost_link: VoiceLink | None = None
@@ -98,11 +100,19 @@ class VoiceBridge:
         """The agent's voice reaches the caller now (connected, not holding them)."""
         return self.agent_connected and not self.on_hold
 
-    def attach(self, playing: asyncio.Lock, make_way: Callable[[], Awaitable[None]]) -> None:
+    def attach(
+        self,
+        playing: asyncio.Lock,
+        make_way: Callable[[], Awaitable[None]],
+        cut_in: Callable[[], None] | None = None,
+    ) -> None:
         """Plays the agent's voice under the hold controller's lock (one
-        sound at a time on the channel), after ``make_way`` stops the music."""
+        sound at a time on the channel), after ``make_way`` stops the music.
+        ``cut_in`` stops what the bot is saying on hold once the agent speaks:
+        the agent's first words are not held back behind an announcement."""
         self._playing = playing
         self._make_way = make_way
+        self._cut_in = cut_in
 
     async def sync(self) -> None:
         """Acts on the call's links in the database: answers new offers,
@@ -176,7 +186,10 @@ class VoiceBridge:
             return
         self._open[row.id] = _Open(row, link)
         await loop.run_in_executor(None, self.signals.answer, row.id, answer)
-        log.info("call %s: %s audio answered (link %d)", row.call_id, row.role, row.id)
+        log.info(
+            "call %s: %s audio answered (link %d) at call time %.2f s",
+            row.call_id, row.role, row.id, self._call.t_ms() / 1000,
+        )  # fmt: skip
         if row.role == "agent":
             self._start_agent_audio()
 
@@ -211,6 +224,8 @@ class VoiceBridge:
         self._agent_frames.put_nowait(pcm)
         if self.on_hold:
             return
+        if self._cut_in is not None and is_sound(pcm):
+            self._cut_in()
         self._to_caller.append(pcm)
         while len(self._to_caller) > MAX_BEHIND_FRAMES:
             self._to_caller.popleft()
@@ -251,6 +266,12 @@ class VoiceBridge:
                 async with self._playing:
                     if self._make_way is not None:
                         await self._make_way()
+                    if not self._voice_heard:
+                        self._voice_heard = True
+                        log.info(
+                            "call %s: the agent's voice reaches the caller at call time %.2f s",
+                            self._call.call_id, self._call.t_ms() / 1000,
+                        )  # fmt: skip
                     count = min(PLAY_FRAMES, len(self._to_caller))
                     pieces = [self._to_caller.popleft() for _ in range(count)]
                     await self._channel.play(b"".join(pieces))

@@ -39,6 +39,8 @@ from aiortc.mediastreams import MediaStreamError
 from bot.pcm import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
 
 log = logging.getLogger(__name__)
+# A peak this high (about -44 dBFS) is sound, not a muted or idle microphone's hiss.
+SOUND_PEAK = 200
 
 FRAME_SAMPLES = FRAME_BYTES // 2
 # Audio queued for the browser beyond this is dropped (oldest first): a
@@ -145,6 +147,8 @@ class AgentLink:
         self._expects_audio = expects_audio
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_audio: float | None = None
+        self._answered_at: float | None = None
+        self._heard_sound = False
         self._lost = False
         self._closed = False
         self.frames_in = 0
@@ -172,6 +176,7 @@ class AgentLink:
         if answer is None or "m=audio 0 " in answer.sdp:
             raise LinkError("no audio codec in common with the browser")
         await self._pc.setLocalDescription(answer)
+        self._answered_at = time.monotonic()
         if self._expects_audio:
             self._watch(self._watch_silence())
         return str(self._pc.localDescription.sdp)
@@ -214,14 +219,23 @@ class AgentLink:
                 return
             if not isinstance(frame, av.AudioFrame):
                 continue
+            if self._last_audio is None:
+                self._log_arrival("first audio frame")
             self._last_audio = time.monotonic()
             for out in resampler.resample(frame):
                 pending += bytes(out.to_ndarray().astype("<i2").tobytes())
             whole = len(pending) - len(pending) % FRAME_BYTES
+            if not self._heard_sound and whole and is_sound(pending[:whole]):
+                self._heard_sound = True
+                self._log_arrival("first sound")
             for i in range(0, whole, FRAME_BYTES):
                 self.frames_in += 1
                 self._on_audio(pending[i : i + FRAME_BYTES])
             pending = pending[whole:]
+
+    def _log_arrival(self, what: str) -> None:
+        since = time.monotonic() - (self._answered_at or time.monotonic())
+        log.info("agent audio: %s from the browser %.2f s after the answer", what, since)
 
     async def _watch_silence(self) -> None:
         started = time.monotonic()
@@ -245,3 +259,9 @@ class AgentLink:
         self._lost = True
         log.warning("agent audio lost: %s", why)
         self._on_lost(why)
+
+
+def is_sound(pcm: bytes) -> bool:
+    """16-bit PCM that holds sound: its peak reaches ``SOUND_PEAK``."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    return bool(samples.size) and int(np.abs(samples.astype(np.int32)).max()) >= SOUND_PEAK

@@ -56,8 +56,10 @@ class HoldController:
         self._music: asyncio.Task[None] | None = None
         self._speaking = asyncio.Lock()
         if bridge is not None:
-            bridge.attach(self._speaking, self._stop_music)
+            bridge.attach(self._speaking, self._stop_music, self._agent_speaks)
         self._callback_offered = False
+        # The bot is saying something to the caller on hold.
+        self._saying = False
         self._ended: EndReason | None = None
         self._waiting: asyncio.Future[bool] | None = None
 
@@ -169,7 +171,11 @@ class HoldController:
     async def say(self, texts: list[str], then_end: EndReason | None = None) -> None:
         async with self._speaking:
             await self._stop_music()
-            await self._voice.say(texts, self._call.turn_id)
+            self._saying = True
+            try:
+                await self._voice.say(texts, self._call.turn_id)
+            finally:
+                self._saying = False
             if then_end is not None:
                 self._ended = then_end
                 if self._waiting is not None:
@@ -199,6 +205,13 @@ class HoldController:
             await self.say([text], then_end=EndReason.CALLBACK_ARRANGED)
         else:
             await self.say([dialogue.response_text(Response.KEEP_WAITING)])
+
+    def _agent_speaks(self) -> None:
+        """The agent's voice has sound: what the bot is saying stops for it."""
+        if self._saying:
+            self._saying = False
+            log.info("call %s: the agent speaks; the bot stops talking", self._call.call_id)
+            self._voice.interrupt()
 
     def _start_music(self) -> None:
         async def play() -> None:
