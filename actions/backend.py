@@ -100,6 +100,10 @@ class Backend(Protocol):
     or is no longer in a state that allows the change.
     """
 
+    def today(self) -> date:
+        """The business day, in the retailer's time zone: dates spoken to callers count from it."""
+        ...
+
     def find_order(self, order_id: str) -> Order | None: ...
 
     def cancel_order(self, order_id: str) -> Order:

@@ -262,6 +262,9 @@ class DemoBackend:
 
     # -- Backend ----------------------------------------------------------
 
+    def today(self) -> date:
+        return self._today()
+
     def find_order(self, order_id: str) -> Order | None:
         with self._transaction() as db:
             return self._order(db, order_id)

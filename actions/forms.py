@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from datetime import date
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -415,7 +414,7 @@ class ValidateOrderForm(HotlineFormValidation):
             tracker,
             account_contact=contact,
             order_candidates=ids,
-            order_list=describe_orders(orders, date.today()),
+            order_list=describe_orders(orders, backend.today()),
         )
 
     def extract_order_choice(
@@ -448,7 +447,7 @@ class ValidateOrderForm(HotlineFormValidation):
             found = backend.find_order(said)
             chosen = [found] if found is not None else []
         else:
-            chosen = pick_orders(said, orders, date.today())
+            chosen = pick_orders(said, orders, backend.today())
         if not chosen and latest_intent(tracker) in _NO_NUMBER_INTENTS:
             # "No", "I don't know": it isn't one of those.
             return {"order_choice": None, **self.hand_over(dispatcher)}

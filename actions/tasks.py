@@ -295,7 +295,7 @@ class ActionOrderTask(TaskAction):
             dispatcher.utter_message(text="Sorry, I couldn't find that order.")
             dispatcher.utter_message(response=ANYTHING_ELSE)
             return []
-        task = OrderTask(backend, order, date.today())
+        task = OrderTask(backend, order, backend.today())
         name = tracker.get_slot("task") or "order_status"
         if name == "cancel_order":
             sentences = task.cancel_order(tracker.get_slot("confirm_cancel"))

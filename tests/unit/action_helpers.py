@@ -18,6 +18,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions import backend as backend_module
 from actions.backend import BACKEND_DB_ENV
 from actions.demo_backend import DemoBackend
 from actions.speech import speak_date
@@ -25,6 +26,8 @@ from actions.tasks import ActionOrderTask
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN: dict[str, Any] = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
+# One business day for the whole run: the backend's clock is pinned to it, so
+# expected dates stay right when the tests run across midnight.
 TODAY = date.today()
 INTERRUPTIONS = ["request_human", "request_callback", "repeat", "goodbye", "bot_challenge"]
 
@@ -35,11 +38,15 @@ def when(offset: int) -> str:
     return speak_date(TODAY + timedelta(days=offset), TODAY)
 
 
-def demo_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DemoBackend:
-    """A fresh demo backend that the actions will open (use it from an autouse fixture)."""
+def demo_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, today: date = TODAY
+) -> DemoBackend:
+    """A fresh demo backend on `today` that the actions open (use it from an autouse fixture)."""
     path = tmp_path / "demo.sqlite3"
     monkeypatch.setenv(BACKEND_DB_ENV, str(path))
-    return DemoBackend(path)
+    backend = DemoBackend(path, today=lambda: today)
+    monkeypatch.setitem(backend_module._backends, path, backend)
+    return backend
 
 
 # -- building trackers from events ---------------------------------------------

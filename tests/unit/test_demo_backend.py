@@ -21,6 +21,7 @@ from actions.backend import (
 )
 from actions.demo_backend import DemoBackend
 
+# The backend's clock is pinned: the expected dates stay right across midnight.
 TODAY = date.today()
 
 
@@ -30,7 +31,7 @@ def days(offset: int) -> date:
 
 @pytest.fixture
 def backend(tmp_path: Path) -> DemoBackend:
-    return DemoBackend(tmp_path / "demo.sqlite3")
+    return DemoBackend(tmp_path / "demo.sqlite3", today=lambda: TODAY)
 
 
 def test_nothing_is_opened_until_used(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ Rasa would go on to ask for the remaining domain slots.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -356,6 +357,17 @@ def test_order_status(order_id: str, expected: str) -> None:
     result, said = order_task("order_status", order_id)
     assert said == [expected, "utter_anything_else"]
     assert result == RESET
+
+
+def test_dates_count_from_the_backends_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not the machine's date: a call that goes on past midnight, or a retailer in
+    # another time zone, speaks of the days its own systems count from.
+    demo_backend(tmp_path / "monday", monkeypatch, today=date(2025, 6, 2))
+    _, said = order_task("order_status", "12345")
+    assert said[0] == (
+        "Order one two three four five was shipped with Royal Mail and should arrive "
+        "on Wednesday the fourth of June."
+    )
 
 
 def test_late_parcel_opens_an_investigation(demo_db: DemoBackend) -> None:
