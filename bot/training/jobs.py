@@ -263,6 +263,7 @@ _STAGES = {
     "DIETClassifier": (0.05, 0.6, "training the intent classifier"),
     "TEDPolicy": (0.6, 0.9, "training the dialogue policy"),
 }
+_STAGES.update({f"Quick{name}": stage for name, stage in list(_STAGES.items())})
 
 
 class RasaTrainProgress:
