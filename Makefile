@@ -39,7 +39,7 @@ typecheck: install
 	$(BIN)/mypy $(CODE)
 
 test: lint typecheck model
-	$(BIN)/pytest
+	bash scripts/test.sh
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -29,7 +29,7 @@ VARIANTS = (POSTIE, "uh pretty sure someone swiped my box", "pretty sure someone
 # among the mishearings the NLU knows already): no order number is found.
 MISHEARD = "where is my order wan two free four fife"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.retrain]
 
 
 class Project:
@@ -39,7 +39,7 @@ class Project:
         self.log_file = Path(self.env["VOICEBOT_LOGGING_FILE"])
 
     def voicebot(
-        self, *args: str, stdin: str = "", timeout: float = 900
+        self, *args: str, stdin: str = "", timeout: float = 1800
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "bot", *args],

@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.test_training_cli import Project
 from tests.training_project import copy_project
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.retrain]
 
 
 def swap_intents(nlu_file: Path, first: str, second: str) -> None:
