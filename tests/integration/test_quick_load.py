@@ -73,3 +73,44 @@ def test_loads_without_a_training_step_and_with_rasas_weights(
     # The prediction graph is traced at load, as Rasa's is.
     assert quick.model.prepared_for_prediction
     assert quick.model._tf_predict_step is not None
+
+
+def test_a_weight_without_a_saved_value_loads_rasas_way(
+    unpacked: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint that does not cover a weight the model creates (simulated: the
+    check is made to fail) is loaded Rasa's way, with its training step."""
+    expected = weights(load(QuickDIETClassifier, unpacked).model)
+    keras_load_weights = tf.keras.Model.load_weights
+    keras_fit = tf.keras.Model.fit
+    fits: list[str] = []
+
+    class Uncovered:
+        def __init__(self, status: Any) -> None:
+            self._status = status
+
+        def expect_partial(self) -> None:
+            self._status.expect_partial()
+
+        def assert_existing_objects_matched(self) -> None:
+            raise AssertionError("Unresolved object in checkpoint: a weight")
+
+    def load_weights(model: tf.keras.Model, *args: Any, **kwargs: Any) -> Any:
+        status = keras_load_weights(model, *args, **kwargs)
+        return Uncovered(status) if not fits else status
+
+    def fit(model: tf.keras.Model, *args: Any, **kwargs: Any) -> Any:
+        fits.append(type(model).__name__)
+        return keras_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(tf.keras.Model, "load_weights", load_weights)
+    monkeypatch.setattr(tf.keras.Model, "fit", fit)
+    with caplog.at_level("WARNING", logger="bot.quick_load"):
+        loaded = load(QuickDIETClassifier, unpacked)
+
+    assert fits == ["QuickDIET"]
+    assert "a weight has no saved value" in caplog.text
+    got = weights(loaded.model)
+    assert sorted(got) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
