@@ -87,7 +87,9 @@ def load_without_training_step(
     return model
 
 
-class QuickDIET(DIET):
+class LoadsWithoutTrainingStep:
+    """Mixed into a Rasa model class, ahead of it: its `load` is `load_without_training_step`."""
+
     @classmethod
     def load(
         cls,
@@ -96,25 +98,23 @@ class QuickDIET(DIET):
         predict_data_example: RasaModelData | None = None,
         finetune_mode: bool = False,
         **kwargs: Any,
-    ) -> QuickDIET:
+    ) -> Any:
         return load_without_training_step(
-            cls, model_file_name, model_data_example, predict_data_example, finetune_mode, **kwargs
+            cls,
+            model_file_name,
+            model_data_example,
+            predict_data_example,
+            finetune_mode,
+            **kwargs,
         )
 
 
-class QuickTED(TED):
-    @classmethod
-    def load(
-        cls,
-        model_file_name: str,
-        model_data_example: RasaModelData,
-        predict_data_example: RasaModelData | None = None,
-        finetune_mode: bool = False,
-        **kwargs: Any,
-    ) -> QuickTED:
-        return load_without_training_step(
-            cls, model_file_name, model_data_example, predict_data_example, finetune_mode, **kwargs
-        )
+class QuickDIET(LoadsWithoutTrainingStep, DIET):
+    pass
+
+
+class QuickTED(LoadsWithoutTrainingStep, TED):
+    pass
 
 
 @DefaultV1Recipe.register(
