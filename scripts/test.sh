@@ -14,9 +14,17 @@ cd "$(dirname "$0")/.."
 
 bin=.venv/bin
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/voicebot-retrain-tests.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+retrain_lane=""
+finish() {
+  # Interrupted: the retrain lane (its own process group: pytest, a retrain,
+  # rasa train) goes too. Background jobs of a script ignore Ctrl-C.
+  [ -n "$retrain_lane" ] && kill -TERM -- "-$retrain_lane" 2>/dev/null
+  rm -rf "$scratch"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
 
-nice -n 19 "$bin/pytest" -m retrain -p no:cacheprovider --basetemp "$scratch/tmp" "$@" \
+setsid nice -n 19 "$bin/pytest" -m retrain -p no:cacheprovider --basetemp "$scratch/tmp" "$@" \
   >"$scratch/retrain.log" 2>&1 &
 retrain_lane=$!
 
@@ -25,6 +33,7 @@ main_status=$?
 
 wait "$retrain_lane"
 retrain_status=$?
+retrain_lane=""
 # 5: the arguments chose no test that retrains.
 [ "$retrain_status" -eq 5 ] && retrain_status=0
 echo
