@@ -46,9 +46,10 @@ def load_without_training_step(
     **kwargs: Any,
 ) -> M:
     """A model of `model_class` with the weights saved in `model_file`, ready to predict."""
-    rasa_load = RasaModel.load.__func__
-    if finetune_mode or predict_data_example is None:
-        return rasa_load(
+
+    def rasas_way() -> M:
+        load = RasaModel.load.__func__
+        model: M = load(
             model_class,
             model_file,
             model_data_example,
@@ -56,6 +57,10 @@ def load_without_training_step(
             finetune_mode,
             **kwargs,
         )
+        return model
+
+    if finetune_mode or predict_data_example is None:
+        return rasas_way()
     started = time.perf_counter()
     config = kwargs.get("config", {})
     model = model_class(**kwargs)
@@ -75,14 +80,7 @@ def load_without_training_step(
             model_class.__name__,
             exc,
         )
-        return rasa_load(
-            model_class,
-            model_file,
-            model_data_example,
-            predict_data_example,
-            finetune_mode,
-            **kwargs,
-        )
+        return rasas_way()
     log.debug("%s loaded in %.1f s", model_class.__name__, time.perf_counter() - started)
     return model
 
